@@ -1,0 +1,1 @@
+"""GeoTIFF <-> DMENet Zarr stores: writing, lazy reading, georeferencing conventions, footprints."""

@@ -1,0 +1,171 @@
+"""The Zarr v3 layout of a compressed raster, and raw chunk I/O through zarr's store API.
+
+::
+
+    <store>/                 group: proj:/spatial: attributes, dmenet_geo metadata, footprint
+      image                  (band, y, x) DMENet serializer, chunks (bands, chunk, chunk)
+      x, y                   pixel-centre coordinates;  band (source band index), band_name
+      spatial_ref            0-d CF grid mapping (crs_wkt, spatial_ref, GeoTransform)
+      overviews/<k>/         the same variables at 1/factor resolution, image with Blosc-zstd
+
+Chunks of ``image`` are written as ready-made bytes (``DMENetCodec.encode`` output for the full
+chunk shape, which is what the ``dmenet`` serializer stores), so encoding can be batched outside
+zarr's codec pipeline; zarr then reads them through the registered serializer.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+from dmenet_geo.geo.convention import (
+    GeoReference,
+    convention_attrs,
+    coordinate_attrs,
+    pixel_centers,
+    spatial_ref_attrs,
+)
+from dmenet_geo.geo.source import RasterSource
+
+__all__ = [
+    "IMAGE",
+    "META_KEY",
+    "RawChunkIO",
+    "create_store",
+    "finalize_store",
+    "overview_path",
+    "write_overview_region",
+]
+
+IMAGE = "image"
+META_KEY = "dmenet_geo"
+OVERVIEW_CODEC = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
+
+
+def overview_path(level: int) -> str:
+    return f"overviews/{level}"
+
+
+def _fill(nodata: float | None) -> float:
+    return 0 if nodata is None else nodata
+
+
+def _image_attrs(source: RasterSource, ref: GeoReference) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        "grid_mapping": "spatial_ref",
+        "coordinates": "band_name spatial_ref",
+        "long_name": list(source.band_names),
+        "band_descriptions": list(source.descriptions),
+        "source_dtype": source.dtype,
+    }
+    if source.nodata is not None and np.isfinite(source.nodata):
+        nodata = int(source.nodata) if source.dtype != "float32" else float(source.nodata)
+        attrs["_FillValue"] = nodata
+        attrs["nodata"] = nodata
+    attrs.update(convention_attrs(ref.crs, ref.transform, ref.height, ref.width))
+    return attrs
+
+
+def _write_group(
+    group: zarr.Group, source: RasterSource, ref: GeoReference, chunk: int, image_kwargs: dict[str, Any]
+) -> zarr.Array:
+    """Create the image array (no data yet) and write the small coordinate variables."""
+    group.attrs.update(convention_attrs(ref.crs, ref.transform, ref.height, ref.width))
+    image = group.create_array(
+        IMAGE,
+        shape=(source.count, ref.height, ref.width),
+        chunks=(source.count, min(chunk, ref.height), min(chunk, ref.width)),
+        dtype=source.dtype,
+        fill_value=_fill(source.nodata),
+        dimension_names=["band", "y", "x"],
+        attributes=_image_attrs(source, ref),
+        **image_kwargs,
+    )
+    x, y = pixel_centers(ref.transform, ref.height, ref.width)
+    xattrs, yattrs = coordinate_attrs(ref.crs)
+    for name, values, attrs in (("x", x, xattrs), ("y", y, yattrs)):
+        arr = group.create_array(name, shape=values.shape, dtype="float64", dimension_names=[name],
+                                 attributes=attrs)
+        arr[:] = values
+    band = group.create_array("band", shape=(source.count,), dtype="int64", dimension_names=["band"],
+                              attributes={"long_name": "source band index (1-based)"})
+    band[:] = np.asarray(source.bands, dtype=np.int64)
+    names = np.asarray(source.band_names, dtype=str)
+    band_name = group.create_array("band_name", shape=(source.count,), dtype=str, dimension_names=["band"],
+                                   attributes={"long_name": "band name"})
+    band_name[:] = names
+    sref = group.create_array("spatial_ref", shape=(), dtype="int64", dimension_names=[],
+                              attributes=spatial_ref_attrs(ref.crs, ref.transform))
+    sref[...] = 0
+    return image
+
+
+def create_store(
+    path: str,
+    source: RasterSource,
+    chunk: int,
+    codec_config: dict[str, Any],
+    factors: tuple[int, ...],
+    meta: dict[str, Any],
+) -> None:
+    """Create the whole hierarchy (metadata, coordinates, empty image and overview arrays)."""
+    root = zarr.open_group(path, mode="w-", zarr_format=3)
+    root.attrs.update({META_KEY: meta})
+    _write_group(root, source, source.georef, chunk,
+                 {"serializer": {"name": "dmenet", "configuration": codec_config}, "compressors": None})
+    for level, factor in enumerate(factors, start=1):
+        group = root.create_group(overview_path(level))
+        group.attrs.update({META_KEY: {"overview_factor": factor, "resampling": "average"}})
+        _write_group(group, source, source.georef.scaled(factor), chunk, {"compressors": [OVERVIEW_CODEC]})
+
+
+def write_overview_region(path: str, level: int, row: int, col: int, data: np.ndarray) -> None:
+    """Write one block's overview cells (rows/cols in overview pixels)."""
+    arr = zarr.open_array(path, path=f"{overview_path(level)}/{IMAGE}", mode="r+")
+    arr[:, row : row + data.shape[1], col : col + data.shape[2]] = data
+
+
+def finalize_store(path: str, attrs: dict[str, Any]) -> None:
+    """Add the final root attributes and consolidate the metadata (one read opens the store)."""
+    root = zarr.open_group(path, mode="r+")
+    root.attrs.update(attrs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(path)
+
+
+class RawChunkIO:
+    """Put and get encoded chunk bytes of one array, bypassing its codec pipeline."""
+
+    def __init__(self, store: str | os.PathLike[str], array: str = IMAGE, mode: str = "r+") -> None:
+        self.store = os.fspath(store)
+        self.array = array
+        self.mode = mode
+        self._arr: zarr.Array | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable for process-based schedulers
+        return {"store": self.store, "array": self.array, "mode": self.mode, "_arr": None}
+
+    @property
+    def zarray(self) -> zarr.Array:
+        if self._arr is None:
+            self._arr = zarr.open_array(self.store, path=self.array, mode=self.mode)
+        return self._arr
+
+    def key(self, coords: tuple[int, ...]) -> str:
+        return self.zarray.metadata.encode_chunk_key(coords)
+
+    def put(self, coords: tuple[int, ...], data: bytes) -> None:
+        buf = default_buffer_prototype().buffer.from_bytes(data)
+        sync((self.zarray.store_path / self.key(coords)).set(buf))
+
+    def get(self, coords: tuple[int, ...]) -> bytes | None:
+        buf = sync((self.zarray.store_path / self.key(coords)).get(default_buffer_prototype()))
+        return None if buf is None else buf.to_bytes()

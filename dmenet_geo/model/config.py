@@ -1,0 +1,100 @@
+"""Architecture and rate configuration of DMENet, validated and JSON round-trippable."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["DMENetConfig", "DEFAULT_LAMBDAS", "ConfigError"]
+
+# Eight operating points, geometric from 0.0009 to 0.0483. The scale follows CompressAI's MSE
+# convention: loss = bpp + lambda * 255**2 * (MSE + psi * Loss_MDSE) on images in [0, 1]; 0.0483 is
+# CompressAI's own quality-6 lambda. The paper's lambdas (0.007..0.660) do not state their scale.
+DEFAULT_LAMBDAS: tuple[float, ...] = tuple(
+    round(0.0009 * (0.0483 / 0.0009) ** (k / 7), 6) for k in range(8)
+)
+
+CONFIG_ID = "dmenet-model"
+
+
+class ConfigError(ValueError):
+    """A model configuration that cannot be built."""
+
+
+@dataclass(frozen=True)
+class DMENetConfig:
+    """What a DMENet instance is made of.
+
+    ``n`` is the channel width N of Tables 1-2 (the paper uses 256). ``lambdas`` holds one
+    rate-distortion trade-off per operating point: quality ``q`` in ``[1, len(lambdas)]`` selects
+    (and between integers interpolates) the gain vectors trained at those lambdas. A single lambda
+    gives a fixed-rate model. ``use_mdei``, ``use_sdpm`` and ``use_lsm`` are the ablation switches.
+    """
+
+    n: int = 96
+    use_mdei: bool = True
+    use_sdpm: bool = True
+    use_lsm: bool = True
+    lambdas: tuple[float, ...] = field(default=DEFAULT_LAMBDAS)
+    psi: float = 0.0185
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 8 or self.n % 4:
+            raise ConfigError(f"n must be an integer >= 8 divisible by 4, got {self.n!r}")
+        lambdas = tuple(float(v) for v in self.lambdas)
+        if not lambdas or any(v <= 0 for v in lambdas):
+            raise ConfigError(f"lambdas must be a non-empty list of positive numbers, got {lambdas}")
+        if any(b <= a for a, b in zip(lambdas, lambdas[1:])):
+            raise ConfigError(f"lambdas must increase strictly, got {lambdas}")
+        object.__setattr__(self, "lambdas", lambdas)
+        if self.psi < 0:
+            raise ConfigError(f"psi must be >= 0, got {self.psi}")
+        for name in ("use_mdei", "use_sdpm", "use_lsm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be a boolean")
+
+    @property
+    def levels(self) -> int:
+        return len(self.lambdas)
+
+    def check_quality(self, quality: float) -> float:
+        """Return ``quality`` as a float, or raise if it is outside ``[1, levels]``."""
+        q = float(quality)
+        if not (1.0 <= q <= self.levels):
+            raise ConfigError(f"quality must be in [1, {self.levels}], got {quality!r}")
+        return q
+
+    def lambda_for(self, quality: float) -> float:
+        """The lambda a quality stands for (log-linear between operating points)."""
+        q = self.check_quality(quality)
+        if self.levels == 1:
+            return self.lambdas[0]
+        lo = min(int(q) - 1, self.levels - 2)
+        t = q - 1 - lo
+        a, b = self.lambdas[lo], self.lambdas[lo + 1]
+        return float(a ** (1 - t) * b**t)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["lambdas"] = list(self.lambdas)
+        return {"id": CONFIG_ID, **data}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DMENetConfig:
+        data = dict(data)
+        if data.pop("id", None) != CONFIG_ID:
+            raise ConfigError(f"not a DMENet model config (id must be {CONFIG_ID!r})")
+        unknown = set(data) - {"n", "use_mdei", "use_sdpm", "use_lsm", "lambdas", "psi"}
+        if unknown:
+            raise ConfigError(f"unknown config keys: {sorted(unknown)}")
+        if "lambdas" in data:
+            data["lambdas"] = tuple(data["lambdas"])
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> DMENetConfig:
+        return cls.from_dict(json.loads(text))

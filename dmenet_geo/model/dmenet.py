@@ -1,0 +1,276 @@
+"""DMENet (Shi et al.) as a variable-rate CompressAI model with exact entropy decoding.
+
+Encoder ``g_a``: C blocks 1-2, SDPM, C blocks 3-4 (Table 1). Decoder ``g_s``: R blocks 4-3, SDPM,
+R blocks 2-1. Hyper encoder / decoder per Table 2, then LSM turns the hyper decoder's features into
+the mean and scale of a conditional Gaussian for ``y``; ``z`` goes through a factorised entropy
+bottleneck. See :mod:`dmenet_geo.model.layers` for the choices the paper leaves open.
+
+Beyond the paper:
+
+* **Variable rate** with gain units (Cui et al., CVPR 2021): one gain and one inverse gain vector per
+  operating point for ``y`` and for ``z``. A float quality between two operating points
+  interpolates the vectors log-linearly, so quality is continuous.
+* **Exact decoding.** The entropy parameters are computed from ``z_hat`` by a float64 copy of the
+  hyper decoder and LSM on the CPU, whatever the model's device; the means are rounded to a 1/64
+  grid and the scale indexes are found in float64. Encoder and decoder therefore derive the same
+  CDF indexes and the same ``y_hat`` on any thread count, batch size or device, and
+  :attr:`CompressedLatents.digests` (a CRC32 of each item's integer symbols) lets a container check
+  that the latents decoded exactly. The synthesis transform also runs in float64 when decoding:
+  float32 convolutions on the CPU give different low bits for different batch sizes and thread
+  counts (measured here: the same latents decoded alone and in a batch of 16 rounded to different
+  uint8 pixels), while float64 differences (~1e-16) practically never cross a rounding boundary.
+* Training uses additive noise for the rate and straight-through rounding for the decoder input.
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.models.base import CompressionModel, get_scale_table
+from torch import Tensor, nn
+
+from dmenet_geo.model.config import DMENetConfig
+from dmenet_geo.model.layers import LSM, SDPM, CBlock, RBlock
+
+__all__ = ["DMENet", "ForwardResult", "CompressedLatents", "STRIDE"]
+
+STRIDE = 64
+MEAN_GRID = 64.0
+
+
+@dataclass
+class ForwardResult:
+    """Training-time output: reconstruction and the likelihoods of ``y`` and ``z``."""
+
+    x_hat: Tensor
+    likelihoods_y: Tensor
+    likelihoods_z: Tensor
+
+
+@dataclass
+class CompressedLatents:
+    """Entropy-coded tiles of one batch (all of the same size)."""
+
+    y_strings: list[bytes]
+    z_strings: list[bytes]
+    z_shape: tuple[int, int]
+    image_shape: tuple[int, int]
+    qualities: list[float]
+    digests: list[int]
+
+
+def _hyper_decoder(n: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.ConvTranspose2d(n, n, 3, stride=2, padding=1, output_padding=1),
+        nn.ReLU(inplace=True),
+        nn.ConvTranspose2d(n, n, 3, stride=2, padding=1, output_padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(n, n, 3, padding=1),
+        nn.ReLU(inplace=True),
+    )
+
+
+class _EntropyParameters(nn.Module):
+    """Hyper decoder (Table 2) followed by LSM, or by a 1x1 head when LSM is switched off."""
+
+    def __init__(self, n: int, use_lsm: bool) -> None:
+        super().__init__()
+        self.h_s = _hyper_decoder(n)
+        self.head: nn.Module = LSM(n, 2 * n) if use_lsm else nn.Conv2d(n, 2 * n, 1)
+
+    def forward(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        scales, means = self.head(self.h_s(z_hat)).chunk(2, dim=1)
+        return scales, means
+
+
+class DMENet(CompressionModel):
+    """DMENet with gain units. ``quality`` is a float in ``[1, config.levels]``."""
+
+    def __init__(self, config: DMENetConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or DMENetConfig()
+        n = self.config.n
+        q, h, t = n // 4, n // 2, 3 * n // 4
+        sdpm_enc: nn.Module = SDPM(h) if self.config.use_sdpm else nn.Identity()
+        sdpm_dec: nn.Module = SDPM(h) if self.config.use_sdpm else nn.Identity()
+        self.g_a = nn.Sequential(
+            CBlock(3, q, 7), CBlock(q, h, 3), sdpm_enc, CBlock(h, t, 3), CBlock(t, n, 3)
+        )
+        self.g_s = nn.Sequential(
+            RBlock(n, t), RBlock(t, h), sdpm_dec, RBlock(h, q), RBlock(q, 3)
+        )
+        self.h_a = nn.Sequential(
+            nn.Conv2d(n, n, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(n, n, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(n, n, 3, stride=2, padding=1),
+        )
+        self.entropy_parameters = _EntropyParameters(n, self.config.use_lsm)
+        self.entropy_bottleneck = EntropyBottleneck(n)
+        self.gaussian_conditional = GaussianConditional(None)
+        # Gain units, stored as log-gains; initial spread follows sqrt(lambda) (step ~ 1/gain).
+        lam = torch.tensor(self.config.lambdas, dtype=torch.float64)
+        init = (0.5 * torch.log(lam / lam.max())).float().unsqueeze(1).repeat(1, n)
+        self.log_gain = nn.Parameter(init.clone())
+        self.log_inv_gain = nn.Parameter(-init.clone())
+        self.log_hyper_gain = nn.Parameter(torch.zeros(self.config.levels, n))
+        self.log_hyper_inv_gain = nn.Parameter(torch.zeros(self.config.levels, n))
+        self._exact: nn.Module | None = None
+        self._exact_synthesis: nn.Module | None = None
+
+    # ----------------------------------------------------------------- gains
+    def _gain(self, table: Tensor, quality: Tensor) -> Tensor:
+        """Interpolated gain vectors, (B, N, 1, 1), for a (B,) tensor of qualities."""
+        levels = table.shape[0]
+        q = quality.to(table.device, torch.float64)
+        if levels == 1:
+            log_g = table[0:1].expand(q.shape[0], -1)
+        else:
+            lo = torch.clamp(torch.floor(q) - 1, 0, levels - 2).long()
+            frac = (q - 1 - lo).to(table.dtype).unsqueeze(1)
+            log_g = table[lo] * (1 - frac) + table[lo + 1] * frac
+        return torch.exp(log_g)[:, :, None, None]
+
+    def _qualities(self, quality: float | Sequence[float] | Tensor, batch: int) -> Tensor:
+        if isinstance(quality, Tensor):
+            q = quality.detach().to("cpu", torch.float64).reshape(-1)
+        elif isinstance(quality, (int, float)):
+            q = torch.full((batch,), float(quality), dtype=torch.float64)
+        else:
+            q = torch.tensor([float(v) for v in quality], dtype=torch.float64)
+        if q.numel() == 1 and batch > 1:
+            q = q.expand(batch)
+        if q.numel() != batch:
+            raise ValueError(f"expected {batch} qualities, got {q.numel()}")
+        for v in q.tolist():
+            self.config.check_quality(v)
+        return q
+
+    # --------------------------------------------------------------- training
+    def forward(self, x: Tensor, quality: float | Sequence[float] | Tensor) -> ForwardResult:
+        """Noise-quantised pass for training; ``x`` in [0, 1], size a multiple of 64."""
+        q = self._qualities(quality, x.shape[0])
+        y = self.g_a(x) * self._gain(self.log_gain, q)
+        z = self.h_a(y) * self._gain(self.log_hyper_gain, q)
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        scales, means = self.entropy_parameters(z_hat * self._gain(self.log_hyper_inv_gain, q))
+        _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
+        y_hat = torch.round(y - means).detach() + (y - means) - (y - means).detach() + means
+        x_hat = self.g_s(y_hat * self._gain(self.log_inv_gain, q))
+        return ForwardResult(x_hat, y_likelihoods, z_likelihoods)
+
+    def train(self, mode: bool = True) -> DMENet:
+        self.invalidate_exact_cache()
+        return super().train(mode)
+
+    # ------------------------------------------------------------ exact path
+    def _exact_parameters(self) -> nn.Module:
+        if self._exact is None:
+            exact = copy.deepcopy(self.entropy_parameters).to("cpu", torch.float64).eval()
+            for p in exact.parameters():
+                p.requires_grad_(False)
+            self._exact = exact
+        return self._exact
+
+    def invalidate_exact_cache(self) -> None:
+        """Call after changing weights in place (the float64 copies are rebuilt on next use)."""
+        self._exact = None
+        self._exact_synthesis = None
+
+    def _synthesis64(self, device: torch.device) -> nn.Module:
+        if self._exact_synthesis is None:
+            g_s = copy.deepcopy(self.g_s).to(device, torch.float64).eval()
+            for p in g_s.parameters():
+                p.requires_grad_(False)
+            self._exact_synthesis = g_s
+        return self._exact_synthesis
+
+    def _indexes_and_means(self, z_hat: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
+        """Scale indexes (int32) and grid-rounded means (float32), both on the CPU."""
+        inv = torch.exp(self._table64(self.log_hyper_inv_gain, q))
+        params = self._exact_parameters()
+        scales, means = params(z_hat.detach().to("cpu", torch.float64) * inv)
+        means = torch.round(means * MEAN_GRID) / MEAN_GRID
+        table = self.gaussian_conditional.scale_table.detach().to("cpu", torch.float64)
+        scales = torch.clamp(scales, min=float(table[0]))
+        indexes = torch.searchsorted(table[:-1].contiguous(), scales.contiguous(), side="left")
+        return indexes.int(), means.float()
+
+    def _table64(self, table: Tensor, q: Tensor) -> Tensor:
+        """Interpolated log-gains computed in float64 on the CPU (reproducible)."""
+        return torch.log(self._gain(table.detach().to("cpu", torch.float64), q))
+
+    def _ensure_ready(self) -> None:
+        if self.gaussian_conditional._offset.numel() == 0:
+            raise RuntimeError("entropy tables are not built: call model.update() first")
+
+    @torch.inference_mode()
+    def compress(  # type: ignore[override]
+        self, x: Tensor, quality: float | Sequence[float] | Tensor
+    ) -> CompressedLatents:
+        """Entropy-code a batch of images ``x`` (B, 3, H, W) in [0, 1]; any H and W."""
+        self._ensure_ready()
+        b, _, h, w = x.shape
+        q = self._qualities(quality, b)
+        pad_h, pad_w = (-h) % STRIDE, (-w) % STRIDE
+        padded = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+        device = next(self.parameters()).device
+        gain = torch.exp(self._table64(self.log_gain, q)).float().to(device)
+        hgain = torch.exp(self._table64(self.log_hyper_gain, q)).float().to(device)
+        y = self.g_a(padded.to(device)) * gain
+        z = self.h_a(y) * hgain
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        indexes, means = self._indexes_and_means(z_hat, q)
+        symbols = torch.round(y.float().cpu() - means)
+        y_strings = self.gaussian_conditional.compress(symbols, indexes)
+        return CompressedLatents(
+            y_strings=list(y_strings),
+            z_strings=list(z_strings),
+            z_shape=(int(z.shape[-2]), int(z.shape[-1])),
+            image_shape=(h, w),
+            qualities=[float(v) for v in q.tolist()],
+            digests=[_digest(s) for s in symbols],
+        )
+
+    @torch.inference_mode()
+    def decompress(self, latents: CompressedLatents) -> tuple[Tensor, list[int]]:  # type: ignore[override]
+        """Decode to float64 images (B, 3, H, W) in [0, 1] and the CRC32 digests of the symbols."""
+        self._ensure_ready()
+        q = self._qualities(latents.qualities, len(latents.y_strings))
+        device = next(self.parameters()).device
+        z_hat = self.entropy_bottleneck.decompress(latents.z_strings, latents.z_shape)
+        indexes, means = self._indexes_and_means(z_hat, q)
+        symbols = self.gaussian_conditional.decompress(latents.y_strings, indexes)
+        digests = [_digest(s) for s in symbols]
+        inv = torch.exp(self._table64(self.log_inv_gain, q))
+        y_hat = ((symbols.double() + means.double()) * inv).to(device)
+        x_hat = self._synthesis64(device)(y_hat).clamp_(0, 1)
+        h, w = latents.image_shape
+        return x_hat[..., :h, :w].cpu(), digests
+
+    def update(
+        self, scale_table: Tensor | None = None, force: bool = False, update_quantiles: bool = False
+    ) -> bool:
+        """Build the entropy coder's CDF tables (they are saved with the weights)."""
+        self.invalidate_exact_cache()
+        return super().update(
+            scale_table=get_scale_table() if scale_table is None else scale_table,
+            force=force,
+            update_quantiles=update_quantiles,
+        )
+
+    def load_state_dict(self, state_dict, strict=True):  # type: ignore[no-untyped-def, override]
+        self.invalidate_exact_cache()
+        return super().load_state_dict(state_dict, strict=strict)
+
+
+def _digest(symbols: Tensor) -> int:
+    return zlib.crc32(symbols.to(torch.int32).contiguous().numpy().tobytes())

@@ -1,0 +1,61 @@
+"""The paper's rate-distortion objective, eq. 15: R + lambda * (D + psi * Loss_MDSE).
+
+Rates are in bits per pixel, D is the MSE of images in [0, 1], and lambda follows CompressAI's
+convention of multiplying the MSE by 255**2 (see :data:`dmenet_geo.model.config.DEFAULT_LAMBDAS`).
+Each sample of a batch may carry its own quality, hence its own lambda (variable-rate training).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from dmenet_geo.model.config import DMENetConfig
+from dmenet_geo.model.dmenet import ForwardResult
+from dmenet_geo.model.mdei import MDEI
+
+__all__ = ["RateDistortionLoss", "LossTerms"]
+
+
+@dataclass
+class LossTerms:
+    """Batch means of the loss and its parts (``mdse`` is 0 when MDEI is off)."""
+
+    loss: Tensor
+    bpp: Tensor
+    mse: Tensor
+    mdse: Tensor
+
+
+class RateDistortionLoss(nn.Module):
+    """Per-sample ``bpp + lambda_i * 255**2 * (mse + psi * mdse)``, averaged over the batch."""
+
+    def __init__(self, config: DMENetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.mdei = MDEI() if config.use_mdei else None
+
+    def forward(self, result: ForwardResult, target: Tensor, qualities: Tensor) -> LossTerms:
+        b, _, h, w = target.shape
+        pixels = h * w
+        bits = -(
+            torch.log(result.likelihoods_y).reshape(b, -1).sum(1)
+            + torch.log(result.likelihoods_z).reshape(b, -1).sum(1)
+        ) / math.log(2)
+        bpp = bits / pixels
+        mse = (result.x_hat - target).pow(2).reshape(b, -1).mean(1)
+        if self.mdei is not None:
+            diff = self.mdei(result.x_hat) - self.mdei(target)
+            mdse = diff.pow(2).reshape(b, -1).mean(1)
+        else:
+            mdse = torch.zeros_like(mse)
+        lambdas = torch.tensor(
+            [self.config.lambda_for(float(q)) for q in qualities.tolist()],
+            dtype=mse.dtype,
+            device=mse.device,
+        )
+        loss = bpp + lambdas * 255**2 * (mse + self.config.psi * mdse)
+        return LossTerms(loss.mean(), bpp.mean(), mse.mean(), mdse.mean())

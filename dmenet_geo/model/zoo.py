@@ -1,0 +1,109 @@
+"""Named weights shipped with the package, checked by SHA-256 before they are loaded.
+
+Each model ``NAME`` is two files in ``dmenet_geo/weights``: ``NAME.pt`` (an fp32 state dict with the
+entropy coder's tables) and ``NAME.json`` (its architecture config, SHA-256 and provenance). A model
+card ``NAME.md`` sits beside them. Weights are read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dmenet_geo.model.config import DMENetConfig
+from dmenet_geo.model.dmenet import DMENet
+
+__all__ = ["ModelInfo", "WeightsError", "available_models", "model_info", "load_model", "get_model"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+class WeightsError(ValueError):
+    """Missing, unknown or corrupted weights."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A named model: where its weights are, what they must hash to, how to build it."""
+
+    name: str
+    path: Path
+    sha256: str
+    config: DMENetConfig
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def available_models() -> list[str]:
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.json") if p.with_suffix(".pt").exists())
+
+
+def _info_from_sidecar(json_path: Path, name: str) -> ModelInfo:
+    meta = json.loads(json_path.read_text())
+    return ModelInfo(
+        name=name,
+        path=json_path.with_suffix(".pt"),
+        sha256=str(meta.get("sha256", "")),
+        config=DMENetConfig.from_dict(meta["config"]),
+        provenance={k: v for k, v in meta.items() if k not in ("config", "sha256")},
+    )
+
+
+def model_info(name: str | Path = "default") -> ModelInfo:
+    """Info for a shipped model name, or for a ``weights.pt`` path with its ``.json`` sidecar."""
+    if isinstance(name, Path) or str(name).endswith(".pt"):
+        path = Path(name)
+        sidecar = path.with_suffix(".json")
+        if not sidecar.exists():
+            raise WeightsError(f"no config sidecar {sidecar} next to {path}")
+        return _info_from_sidecar(sidecar, path.stem)
+    sidecar = WEIGHTS_DIR / f"{name}.json"
+    if not sidecar.exists():
+        raise WeightsError(f"unknown model {name!r}; available: {', '.join(available_models()) or 'none'}")
+    return _info_from_sidecar(sidecar, str(name))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_model(name: str | Path = "default", device: str | torch.device = "cpu") -> DMENet:
+    """Build the model, check its weights' SHA-256 (when recorded), load them, set eval mode."""
+    info = model_info(name)
+    if not info.path.exists():
+        raise WeightsError(f"weights file missing: {info.path}")
+    actual = file_sha256(info.path)
+    if info.sha256 and actual != info.sha256:
+        raise WeightsError(f"weights {info.path.name} have SHA-256 {actual}, expected {info.sha256}")
+    state = torch.load(info.path, map_location="cpu", weights_only=True)
+    model = DMENet(info.config)
+    model.load_state_dict(state)
+    if model.gaussian_conditional._offset.numel() == 0:
+        model.update(force=True)
+    return model.to(device).eval()
+
+
+_CACHE: dict[tuple[str, str], DMENet] = {}
+_LOCK = threading.Lock()
+
+
+def get_model(name: str = "default", device: str | torch.device = "cpu") -> DMENet:
+    """A shared, cached eval-mode instance (for codecs that decode many chunks)."""
+    key = (str(name), str(torch.device(device)))
+    with _LOCK:
+        model = _CACHE.get(key)
+        if model is None:
+            model = load_model(name, device)
+            for p in model.parameters():
+                p.requires_grad_(False)
+            _CACHE[key] = model
+        return model

@@ -1,0 +1,335 @@
+"""Model complexity in the form of the paper's Table 3, for one 3x256x256 input.
+
+    python pipelines/complexity.py [--threads 1] [--device cpu] [--json complexity.json]
+
+For each width (N = 256 as in the paper, and the package default ``DMENetConfig().n``) a fresh
+subprocess builds an untrained model and measures:
+
+* **Parameters**: every parameter of the model (analysis and synthesis transforms, hyperprior, LSM,
+  entropy bottleneck and the gain vectors of all operating points).
+* **FLOPs**: ``torch.utils.flop_counter.FlopCounterMode`` over the forward of g_a, h_a, the entropy
+  parameters (hyper decoder + LSM) and g_s (FlopCounterMode counts a multiply-add as 2 FLOPs and
+  counts only convolutions and matrix products). It does not see ``torchvision::deform_conv2d``
+  (SEB), so SEB's MACs are added analytically: ``H*W*C_out*C_in*9`` for the kernel plus
+  ``H*W*C_in*9*4`` for the bilinear sampling. Element-wise work (GDN's square root and division,
+  ReLU, sigmoid) and the entropy coder are not counted. Both MACs and FLOPs (2 x MACs) are shown:
+  the paper does not say which it reports (tools such as thop/ptflops report MACs as "FLOPs").
+* **Peak memory**: on CUDA ``torch.cuda.max_memory_allocated`` during one compress + decompress
+  (weights included); on the CPU the growth of the process's peak resident set
+  (``resource.getrusage(...).ru_maxrss``) over one compress + decompress, after the model is built.
+* **Compression / reconstruction time**: ``model.compress`` / ``model.decompress`` of the tile at
+  the highest quality (``config.levels``), median of 5 runs after one warm-up. Both include the
+  float64 CPU entropy-parameter pass and the rANS coder; with untrained weights most latent symbols
+  are 0, so trained weights spend somewhat longer in the entropy coder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+INPUT_SHAPE = (1, 3, 256, 256)
+REPEATS = 5
+
+# Table 3 of Shi et al. (DMENet), N = 256, input 3 x 256 x 256, NVIDIA GeForce RTX 3090.
+PAPER = {
+    "params_m": 5.30,
+    "flops_g": 5.51,
+    "memory_gb": 3.1,
+    "compress_s": 0.166,
+    "decompress_s": 0.083,
+}
+
+
+# ------------------------------------------------------------------------------------ worker
+
+
+def _deform_conv_macs(model: Any, x: Any) -> int:
+    """MACs of every SEB deformable convolution for input ``x`` (kernel + bilinear sampling)."""
+    import torch
+
+    from dmenet_geo.model.layers import SEB
+
+    shapes: list[tuple[int, ...]] = []
+    hooks = [
+        m.register_forward_hook(lambda _m, inp, _out: shapes.append(tuple(inp[0].shape)))
+        for m in model.modules()
+        if isinstance(m, SEB)
+    ]
+    try:
+        with torch.no_grad():
+            _forward_for_flops(model, x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    macs = 0
+    for b, c, h, w in shapes:
+        macs += b * h * w * c * c * 9  # the 3x3 kernel (C_out = C_in = c)
+        macs += b * h * w * c * 9 * 4  # bilinear interpolation of each sampled input value
+    return macs
+
+
+def _forward_for_flops(model: Any, x: Any) -> Any:
+    """g_a -> h_a -> entropy parameters (from rounded z) -> g_s (from rounded y), float32."""
+    import torch
+
+    y = model.g_a(x)
+    z = model.h_a(y)
+    _scales, means = model.entropy_parameters(torch.round(z))
+    return model.g_s(torch.round(y - means) + means)
+
+
+def _count_flops(model: Any, x: Any) -> dict[str, int]:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    parts: dict[str, int] = {}
+    with torch.no_grad():
+        y = model.g_a(x)
+        z = model.h_a(y)
+        z_hat = torch.round(z)
+        _scales, means = model.entropy_parameters(z_hat)
+        y_hat = torch.round(y - means) + means
+        for name, fn, arg in [
+            ("g_a", model.g_a, x),
+            ("h_a", model.h_a, y),
+            ("entropy_parameters", model.entropy_parameters, z_hat),
+            ("g_s", model.g_s, y_hat),
+        ]:
+            with FlopCounterMode(display=False) as counter:
+                fn(arg)
+            parts[name] = int(counter.get_total_flops())
+    return parts
+
+
+def _maxrss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def measure(n: int, device: str, threads: int, model_name: str | None = None) -> dict[str, Any]:
+    """All measurements for one width (run in a fresh process so that peak memory is its own)."""
+    import torch
+
+    from dmenet_geo.model import DMENet, DMENetConfig, load_model
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    if model_name:
+        model = load_model(model_name, device="cpu")
+        label = f"weights '{model_name}'"
+    else:
+        model = DMENet(DMENetConfig(n=n))
+        model.update(force=True)
+        label = "untrained"
+    model = model.eval()
+    config = model.config
+    quality = float(config.levels)
+    n_params = sum(p.numel() for p in model.parameters())
+
+    gen = torch.Generator().manual_seed(0)
+    model = model.to(device)
+    x = torch.rand(INPUT_SHAPE, generator=gen).to(device)
+
+    # Peak memory of one compress + decompress: measured first, before any other forward pass has
+    # raised the process's high-water mark.
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        latents = model.compress(x, quality)
+        model.decompress(latents)
+        torch.cuda.synchronize()
+        peak_bytes = int(torch.cuda.max_memory_allocated())
+        memory_kind = "CUDA max_memory_allocated (incl. weights)"
+    else:
+        before = _maxrss_bytes()
+        latents = model.compress(x, quality)
+        model.decompress(latents)
+        peak_bytes = _maxrss_bytes() - before
+        memory_kind = "CPU peak RSS growth (ru_maxrss)"
+
+    flops = _count_flops(model, x)
+    deform_macs = _deform_conv_macs(model, x)
+
+    def timed(fn: Any) -> list[float]:
+        fn()  # warm-up
+        times = []
+        for _ in range(REPEATS):
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+        return times
+
+    compress_times = timed(lambda: model.compress(x, quality))
+    latents = model.compress(x, quality)
+    decompress_times = timed(lambda: model.decompress(latents))
+    x_hat, digests = model.decompress(latents)
+    assert digests == latents.digests, "decoded symbols differ from the encoder's"
+    num_bytes = sum(len(s) for s in latents.y_strings + latents.z_strings)
+
+    conv_flops = sum(flops.values())
+    return {
+        "n": config.n,
+        "weights": label,
+        "quality": quality,
+        "params": n_params,
+        "flops_by_part": flops,
+        "flops_counted": conv_flops,
+        "deform_conv_macs": deform_macs,
+        "macs_total": conv_flops // 2 + deform_macs,
+        "flops_total": conv_flops + 2 * deform_macs,
+        "peak_memory_bytes": peak_bytes,
+        "memory_kind": memory_kind,
+        "compress_s": statistics.median(compress_times),
+        "decompress_s": statistics.median(decompress_times),
+        "compress_times_s": compress_times,
+        "decompress_times_s": decompress_times,
+        "bytes": num_bytes,
+        "bpp": 8 * num_bytes / (INPUT_SHAPE[2] * INPUT_SHAPE[3]),
+        "x_hat_shape": list(x_hat.shape),
+        "device": device,
+        "threads": torch.get_num_threads(),
+    }
+
+
+# ------------------------------------------------------------------------------- orchestration
+
+
+def run_worker(n: int, device: str, threads: int, model_name: str | None) -> dict[str, Any]:
+    """Run :func:`measure` in a fresh Python process and return its JSON result."""
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = str(threads)
+    env["MKL_NUM_THREADS"] = str(threads)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(n), "--device", device]
+    cmd += ["--threads", str(threads)]
+    if model_name:
+        cmd += ["--model", model_name]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker for N={n} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _fmt_mem(num_bytes: int) -> str:
+    if num_bytes >= 1 << 30:
+        return f"{num_bytes / (1 << 30):.2f} GB"
+    return f"{num_bytes / (1 << 20):.0f} MB"
+
+
+def format_table(rows: list[dict[str, Any]], device: str, threads: int) -> str:
+    """The Table 3 comparison as fixed-width text."""
+    headers = ["", "paper DMENet (N=256, RTX 3090)"]
+    headers += [f"this, N={r['n']} ({r['weights']})" for r in rows]
+    lines_data = [
+        ["Parameters", f"{PAPER['params_m']:.2f} M"] + [f"{r['params'] / 1e6:.2f} M" for r in rows],
+        ["FLOPs (2 x MAC)", f"{PAPER['flops_g']:.2f} G (unit not stated)"]
+        + [f"{r['flops_total'] / 1e9:.2f} G" for r in rows],
+        ["MACs", "-"] + [f"{r['macs_total'] / 1e9:.2f} G" for r in rows],
+        ["  of which SEB deform_conv2d (analytic)", "-"]
+        + [f"{r['deform_conv_macs'] / 1e9:.3f} G" for r in rows],
+        ["Peak memory", f"{PAPER['memory_gb']:.1f} GB (GPU)"]
+        + [_fmt_mem(r["peak_memory_bytes"]) for r in rows],
+        ["Compression time", f"{PAPER['compress_s']:.3f} s"] + [f"{r['compress_s']:.3f} s" for r in rows],
+        ["Reconstruction time", f"{PAPER['decompress_s']:.3f} s"]
+        + [f"{r['decompress_s']:.3f} s" for r in rows],
+        ["Compressed size (quality q)", "-"]
+        + [f"{r['bytes']} B, {r['bpp']:.3f} bpp (q={r['quality']:g})" for r in rows],
+    ]
+    widths = [max(len(str(row[i])) for row in [headers, *lines_data]) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    out = [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += [line(r) for r in lines_data]
+    cpu = _cpu_name()
+    where = f"{device}, {threads} thread(s), {cpu}, torch {_torch_version()}"
+    try:
+        load = ", load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        load = ""
+    out += [
+        "",
+        f"Input 3x256x256; measured on {where}{load}. Times: median of {REPEATS} after a warm-up.",
+        "FLOPs: FlopCounterMode over g_a + h_a + entropy parameters + g_s (convolutions only), plus",
+        "SEB's deform_conv2d added analytically (FlopCounterMode does not count it).",
+        f"Memory: {rows[0]['memory_kind']}; the paper's figure is GPU memory and not comparable.",
+    ]
+    return "\n".join(out)
+
+
+def _cpu_name() -> str:
+    try:
+        for text in Path("/proc/cpuinfo").read_text().splitlines():
+            if text.startswith("model name"):
+                return text.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    p.add_argument(
+        "--widths",
+        type=int,
+        nargs="+",
+        default=None,
+        help="channel widths N (default: 256 and the default N)",
+    )
+    p.add_argument("--model", default=None, help="also measure this named / .pt model (trained weights)")
+    p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.worker is not None:
+        print(json.dumps(measure(args.worker, args.device, args.threads, args.model)))
+        return
+
+    from dmenet_geo.model import DMENetConfig
+
+    widths = args.widths or sorted({256, DMENetConfig().n}, reverse=True)
+    rows = [run_worker(n, args.device, args.threads, None) for n in widths]
+    if args.model:
+        rows.append(run_worker(0, args.device, args.threads, args.model))
+    print(format_table(rows, args.device, args.threads))
+    if args.json:
+        args.json.write_text(json.dumps({"paper": PAPER, "rows": rows}, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""Train DMENet (variable rate by default) on folders of RGB images.
+
+    python pipelines/train.py --train ../shared/data/train --val ../shared/data/val \
+        --out runs/default --hours 2 --lr 5e-4
+
+Checkpoints (model, both optimisers, scheduler, step, RNG) are written atomically to
+``OUT/checkpoint.pt`` every ``--checkpoint-minutes`` and at the end, with the exportable weights
+``OUT/weights.pt`` (fp32 state dict with entropy tables) and ``OUT/weights.json`` (config and
+provenance). ``--resume`` continues a checkpoint; ``--init-weights`` starts from weights alone (for
+example the committed default model), with fresh optimisers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from dmenet_geo.model.config import DMENetConfig
+from dmenet_geo.model.dmenet import DMENet
+from dmenet_geo.model.losses import RateDistortionLoss
+from dmenet_geo.model.metrics import psnr
+from dmenet_geo.model.training import CropDataset, Optimisers, list_images, train_step
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train", type=Path, nargs="+", required=True, help="training image folders")
+    p.add_argument("--val", type=Path, nargs="*", default=[], help="validation image folders")
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, weights)")
+    p.add_argument("--hours", type=float, default=1.0, help="wall-clock budget")
+    p.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: no limit)")
+    p.add_argument("--n", type=int, default=DMENetConfig().n, help="channel width N")
+    p.add_argument("--lmbda", type=float, default=None, help="train a fixed-rate model at this lambda")
+    p.add_argument("--no-mdei", action="store_true")
+    p.add_argument("--no-sdpm", action="store_true")
+    p.add_argument("--no-lsm", action="store_true")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--downscale", type=float, default=0.5, help="fraction of crops from 2x-down-scaled images")
+    p.add_argument("--lr", type=float, default=1e-4, help="main Adam learning rate (paper: 1e-4)")
+    p.add_argument("--min-lr", type=float, default=1e-6)
+    p.add_argument("--aux-lr", type=float, default=1e-3)
+    p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip (0: off)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--val-images", type=int, default=24)
+    p.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    p.add_argument("--resume", type=Path, default=None, help="checkpoint.pt to continue")
+    p.add_argument("--init-weights", type=Path, default=None, help="weights.pt to start from")
+    return p.parse_args(argv)
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def validate(model: DMENet, crops: torch.Tensor, levels: list[float], device: torch.device) -> dict[str, float]:
+    """Estimated bpp and PSNR (rounded latents) at a few qualities."""
+    model.eval()
+    out: dict[str, float] = {}
+    with torch.no_grad():
+        for q in levels:
+            res = model(crops.to(device), q)
+            b, _, h, w = crops.shape
+            bits = -(res.likelihoods_y.log().sum() + res.likelihoods_z.log().sum()) / math.log(2)
+            out[f"bpp@{q:g}"] = float(bits) / (b * h * w)
+            out[f"psnr@{q:g}"] = psnr(res.x_hat.clamp(0, 1).cpu(), crops, data_range=1.0)
+    model.train()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    checkpoint = torch.load(args.resume, map_location="cpu", weights_only=True) if args.resume else None
+    if checkpoint is not None:
+        config = DMENetConfig.from_json(checkpoint["config"])
+    elif args.init_weights is not None:
+        meta = json.loads(args.init_weights.with_suffix(".json").read_text())
+        config = DMENetConfig.from_dict(meta["config"])
+    else:
+        config = DMENetConfig(
+            n=args.n,
+            use_mdei=not args.no_mdei,
+            use_sdpm=not args.no_sdpm,
+            use_lsm=not args.no_lsm,
+            **({"lambdas": (args.lmbda,)} if args.lmbda else {}),
+        )
+    model = DMENet(config).to(device)
+    criterion = RateDistortionLoss(config).to(device)
+    opt = Optimisers.build(model, args.lr, args.aux_lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt.main, factor=0.5, patience=4, min_lr=args.min_lr)
+    step, elapsed_before = 0, 0.0
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        opt.main.load_state_dict(checkpoint["opt_main"])
+        opt.aux.load_state_dict(checkpoint["opt_aux"])
+        sched.load_state_dict(checkpoint["scheduler"])
+        step, elapsed_before = int(checkpoint["step"]), float(checkpoint["elapsed_s"])
+        rng.seed(args.seed + step)
+        torch.manual_seed(args.seed + step)
+    elif args.init_weights is not None:
+        state = torch.load(args.init_weights, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        step, elapsed_before = int(meta.get("steps", 0)), float(meta.get("train_hours", 0)) * 3600
+    model.to(device)
+
+    train_set = CropDataset(list_images(args.train), args.crop, args.downscale)
+    val_crops = None
+    if args.val:
+        vfiles = list_images(args.val)
+        vfiles = [vfiles[i] for i in sorted(random.Random(1).sample(range(len(vfiles)), min(args.val_images, len(vfiles))))]
+        vset = CropDataset(vfiles, 256, 0.0)
+        val_crops = torch.stack(
+            [torch.from_numpy(img[:256, :256].copy()).permute(2, 0, 1).float() / 255 for img in vset.images]
+        )
+    levels = [1.0, float((config.levels + 1) // 2), float(config.levels)] if config.levels > 1 else [1.0]
+    print(f"device={device} threads={torch.get_num_threads()} config={config.to_json()} "
+          f"train_images={len(train_set)} start_step={step}", flush=True)
+
+    def save() -> None:
+        elapsed = elapsed_before + time.time() - start
+        atomic_save(
+            {"model": model.state_dict(), "opt_main": opt.main.state_dict(), "opt_aux": opt.aux.state_dict(),
+             "scheduler": sched.state_dict(), "step": step, "elapsed_s": elapsed, "config": config.to_json()},
+            args.out / "checkpoint.pt",
+        )
+        export = DMENet(config)
+        export.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()}, strict=False)
+        export.update(force=True)
+        atomic_save({k: v.float() if v.is_floating_point() else v for k, v in export.state_dict().items()},
+                    args.out / "weights.pt")
+        meta = {"config": config.to_dict(), "steps": step, "train_hours": round(elapsed / 3600, 3),
+                "device": str(device), "batch": args.batch, "crop": args.crop, "lr": args.lr,
+                "train": [str(p) for p in args.train], "seed": args.seed}
+        (args.out / "weights.json").write_text(json.dumps(meta, indent=2))
+        print(f"checkpoint step={step} elapsed_h={elapsed / 3600:.2f}", flush=True)
+
+    start = time.time()
+    start_step = step
+    last_ckpt = start
+    budget = args.hours * 3600
+    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+    while time.time() - start < budget and (not args.steps or step < args.steps):
+        x = train_set.batch(args.batch, rng).to(device)
+        q = torch.tensor([float(rng.randint(1, config.levels)) for _ in range(args.batch)])
+        terms = train_step(model, criterion, opt, x, q, args.clip)
+        step += 1
+        acc["loss"] += float(terms.loss)
+        acc["bpp"] += float(terms.bpp)
+        acc["mse"] += float(terms.mse)
+        acc["n"] += 1
+        if step % args.log_every == 0:
+            n = acc["n"]
+            print(f"step={step} loss={acc['loss'] / n:.4f} bpp={acc['bpp'] / n:.4f} "
+                  f"psnr={10 * math.log10(1 / max(acc['mse'] / n, 1e-10)):.2f} lr={opt.main.param_groups[0]['lr']:.2e} "
+                  f"s/step={(time.time() - start) / max(1, step - start_step):.3f}", flush=True)
+            acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+        if val_crops is not None and step % args.val_every == 0:
+            stats = validate(model, val_crops, levels, device)
+            val_loss = sum(stats[f"bpp@{q:g}"] + config.lambda_for(q) * 255**2 * 10 ** (-stats[f"psnr@{q:g}"] / 10)
+                           for q in levels)
+            sched.step(val_loss)
+            print("val " + " ".join(f"{k}={v:.3f}" for k, v in stats.items()), flush=True)
+        if time.time() - last_ckpt > args.checkpoint_minutes * 60:
+            save()
+            last_ckpt = time.time()
+    save()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

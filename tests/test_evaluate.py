@@ -1,0 +1,242 @@
+"""The rate-distortion pipeline: Bjontegaard metrics, classical codec sweeps, learned curves, the
+CLI end to end, and the notebook (slow)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from dmenet_geo.model import DMENet  # noqa: E402
+from pipelines import evaluate as ev  # noqa: E402
+from pipelines.rd_metrics import bd_quality, bd_rate  # noqa: E402
+
+VAL = Path("/work/shared/data/val")
+NOTEBOOK = REPO_ROOT / "notebooks" / "rate_distortion.ipynb"
+
+# A made-up but realistic anchor curve: bpp and PSNR (dB)
+RATES = [0.1, 0.2, 0.4, 0.8, 1.6]
+PSNRS = [26.0, 28.5, 31.0, 34.0, 37.5]
+
+
+# --------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def tile_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of 256x256 RGB PNG tiles: the sample tiles, else a centre crop of a val image."""
+    from PIL import Image
+
+    samples = sorted((REPO_ROOT / "sample_tiles").glob("*.png"))
+    if samples:
+        return samples[0].parent
+    vals = (
+        sorted(p for p in VAL.rglob("*") if p.suffix.lower() in {".jpg", ".png", ".tif"})
+        if VAL.is_dir()
+        else []
+    )
+    if not vals:
+        pytest.skip("no sample tiles and no validation images")
+    out = tmp_path_factory.mktemp("tiles")
+    with Image.open(vals[0]) as src:
+        rgb = src.convert("RGB")
+    left, top = (rgb.width - 256) // 2, (rgb.height - 256) // 2
+    rgb.crop((left, top, left + 256, top + 256)).save(out / "crop.png")
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_tile(tile_dir: Path) -> np.ndarray:
+    tiles = ev.load_tiles(ev.list_images(tile_dir, limit=1))
+    assert len(tiles) == 1
+    return tiles[0]
+
+
+# --------------------------------------------------------------------- BD-rate
+
+
+@pytest.mark.parametrize("method", ["pchip", "cubic"])
+def test_bd_rate_of_a_curve_against_itself_is_zero(method: str) -> None:
+    assert bd_rate(RATES, PSNRS, RATES, PSNRS, method=method) == pytest.approx(0.0, abs=1e-9)
+    assert bd_quality(RATES, PSNRS, RATES, PSNRS, method=method) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("method", ["pchip", "cubic"])
+def test_bd_rate_of_rates_scaled_by_0_8_is_minus_20_percent(method: str) -> None:
+    scaled = [0.8 * r for r in RATES]
+    assert bd_rate(RATES, PSNRS, scaled, PSNRS, method=method) == pytest.approx(-20.0, abs=1e-9)
+    # and the other way round: 1 / 0.8 = +25 %
+    assert bd_rate(scaled, PSNRS, RATES, PSNRS, method=method) == pytest.approx(25.0, abs=1e-9)
+
+
+def test_bd_rate_sign_follows_a_psnr_shift() -> None:
+    better = [q + 1.0 for q in PSNRS]
+    worse = [q - 1.0 for q in PSNRS]
+    assert bd_rate(RATES, PSNRS, RATES, better) < 0  # same bits, more quality: cheaper at equal PSNR
+    assert bd_rate(RATES, PSNRS, RATES, worse) > 0
+    assert bd_quality(RATES, PSNRS, RATES, better) == pytest.approx(1.0, abs=1e-9)
+    assert bd_quality(RATES, PSNRS, RATES, worse) == pytest.approx(-1.0, abs=1e-9)
+
+
+def test_bd_rate_ignores_point_order_and_handles_no_overlap() -> None:
+    order = [3, 0, 4, 2, 1]
+    shuffled_r, shuffled_q = [RATES[i] for i in order], [PSNRS[i] for i in order]
+    scaled = [0.8 * r for r in shuffled_r]
+    assert bd_rate(RATES, PSNRS, scaled, shuffled_q) == pytest.approx(-20.0, abs=1e-9)
+    far = [q + 50 for q in PSNRS]
+    assert math.isnan(bd_rate(RATES, PSNRS, RATES, far))
+    assert math.isnan(bd_rate(RATES[:1], PSNRS[:1], RATES, PSNRS))  # one point is not a curve
+    assert math.isnan(bd_rate(RATES[:3], PSNRS[:3], RATES, PSNRS, method="cubic"))  # cubic needs 4
+    with pytest.raises(ValueError):
+        bd_rate([0.0, *RATES[1:]], PSNRS, RATES, PSNRS)
+
+
+def test_bd_rate_integrates_only_the_overlap() -> None:
+    # log-rate linear in PSNR (each curve interpolates exactly); the test curve covers only the upper
+    # half of the anchor's PSNR range, at half its rate there
+    psnrs = [26.0, 29.0, 32.0, 35.0, 38.0]
+    test_r = [0.5 * r for r in RATES[2:]]
+    assert bd_rate(RATES, psnrs, test_r, psnrs[2:]) == pytest.approx(-50.0, abs=1e-9)
+    # BD-PSNR at half the rate: one rate doubling is worth 3 dB on this curve
+    assert bd_quality(RATES, psnrs, test_r, psnrs[2:]) == pytest.approx(3.0, abs=1e-9)
+
+
+# ------------------------------------------------------------- tiles and codecs
+
+
+def test_load_tiles_cuts_non_overlapping_tiles(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (300, 600, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(rng.integers(0, 256, (100, 100), dtype=np.uint8)).save(tmp_path / "small.png")
+    tiles = ev.load_tiles(ev.list_images(tmp_path), tile=128)
+    assert len(tiles) == 2 * 4  # 300x600 -> 2 rows x 4 columns; 100x100 has no full tile
+    assert all(t.shape == (128, 128, 3) and t.dtype == np.uint8 for t in tiles)
+
+
+def test_list_images_limit_spreads_over_the_list(tmp_path: Path) -> None:
+    for i in range(10):
+        (tmp_path / f"{i:02d}.png").touch()
+    picked = ev.list_images(tmp_path, limit=3)
+    assert [p.name for p in picked] == ["00.png", "04.png", "09.png"]
+    assert len(ev.list_images(tmp_path)) == 10
+
+
+def test_classical_codecs_are_found() -> None:
+    found = ev.available_codecs()
+    assert found, "imagecodecs provides none of JPEG 2000, WebP, AVIF, JPEG XL"
+    assert set(found) <= set(ev.CLASSICAL_CODECS)
+
+
+@pytest.mark.parametrize("key", list(ev.CLASSICAL_CODECS))
+def test_classical_sweep_gives_increasing_bpp(key: str, one_tile: np.ndarray) -> None:
+    codec = ev.CLASSICAL_CODECS[key]
+    if not codec.available:
+        pytest.skip(f"imagecodecs has no {key}")
+    points = ev.sweep_classical(codec, [one_tile], threads=1, progress=False)
+    bpp = [p.bpp for p in points]
+    assert len(points) == len(codec.settings)
+    assert all(b > a for a, b in zip(bpp, bpp[1:], strict=False)), bpp
+    assert points[-1].psnr > points[0].psnr + 5
+    assert points[-1].ms_ssim_db > points[0].ms_ssim_db
+    assert all(p.tiles == 1 and 10 < p.psnr < 60 for p in points)
+    assert bpp[0] < 0.5 and bpp[-1] > 1.0  # the default sweep spans low and high rates
+
+
+def test_tile_metrics_of_an_exact_copy_are_capped(one_tile: np.ndarray) -> None:
+    m = ev.tile_metrics(one_tile, one_tile.copy())
+    assert m["mse"] == 0 and m["psnr"] == ev.DB_CAP and m["ms_ssim_db"] == ev.DB_CAP
+
+
+# ------------------------------------------------------------------- learned codecs
+
+
+def test_dmenet_curve_from_a_weights_file(tmp_path: Path, small_model: DMENet, one_tile: np.ndarray) -> None:
+    weights = tmp_path / "small.pt"
+    torch.save(small_model.state_dict(), weights)
+    weights.with_suffix(".json").write_text(json.dumps({"config": small_model.config.to_dict()}))
+    curve = ev.evaluate_dmenet([one_tile, one_tile[::-1].copy()], [1, 4.5, 8], weights, progress=False)
+    assert curve["rate_source"].startswith("latents")
+    assert [p["setting"] for p in curve["points"]] == [1.0, 4.5, 8.0]
+    assert all(p["bpp"] > 0 and p["tiles"] == 2 and math.isfinite(p["psnr"]) for p in curve["points"])
+    with pytest.raises(ValueError):
+        ev.evaluate_dmenet([one_tile], [0.5], weights, progress=False)
+
+
+def test_compressai_baseline_checkpoints(tmp_path: Path, one_tile: np.ndarray) -> None:
+    from compressai.models import MeanScaleHyperprior
+
+    paths = []
+    for i in range(2):
+        torch.manual_seed(i)
+        net = MeanScaleHyperprior(16, 24)
+        net.update(force=True)
+        paths.append(tmp_path / f"q{i}.pth.tar")
+        torch.save({"state_dict": net.state_dict()}, paths[-1])
+    curve = ev.evaluate_compressai([one_tile], paths, progress=False)
+    assert {p["setting"] for p in curve["points"]} == {"q0", "q1"}
+    assert all(p["bpp"] > 0 for p in curve["points"])
+
+
+def test_cli_end_to_end(tmp_path: Path, tile_dir: Path) -> None:
+    out_json, out_png = tmp_path / "rd.json", tmp_path / "rd.png"
+    codecs = [k for k in ("jpeg2k", "webp") if ev.CLASSICAL_CODECS[k].available]
+    argv = [
+        "--data",
+        str(tile_dir),
+        "--limit",
+        "1",
+        "--qualities",
+        "1,8",
+        "--threads",
+        "1",
+        "--quiet",
+        "--codecs",
+        ",".join(codecs),
+        "--json",
+        str(out_json),
+        "--plot",
+        str(out_png),
+    ]
+    argv += [f"--sweep={k}={','.join(map(str, ev.CLASSICAL_CODECS[k].settings[::3]))}" for k in codecs]
+    assert ev.main(argv) == 0
+    result = json.loads(out_json.read_text())
+    assert result["meta"]["tiles"] == 1
+    assert set(result["curves"]) == {"DMENet", *(ev.CLASSICAL_CODECS[k].name for k in codecs)}
+    assert len(result["curves"]["DMENet"]["points"]) == 2
+    assert set(result["bd"]) == {ev.CLASSICAL_CODECS[k].name for k in codecs}
+    for row in result["bd"].values():
+        assert set(row) == {"bd_rate_psnr_pct", "bd_rate_ms_ssim_db_pct", "bd_psnr_db"}
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the result is usable as a learned baseline of a later run
+    curve = ev._curve_from_json(out_json, "DMENet", "baseline")
+    assert curve["points"] == result["curves"]["DMENet"]["points"]
+
+
+# ----------------------------------------------------------------------- notebook
+
+
+@pytest.mark.slow
+def test_notebook_runs_and_plots() -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit it without outputs"
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    )
+    client.execute()  # raises CellExecutionError if a cell fails
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "the notebook drew no figure"
