@@ -20,12 +20,14 @@ subprocess builds an untrained model and measures:
 * **Compression / reconstruction time**: ``model.compress`` / ``model.decompress`` of the tile at
   the highest quality (``config.levels``), median of 5 runs after one warm-up. Both include the
   float64 CPU entropy-parameter pass and the rANS coder; with untrained weights most latent symbols
-  are 0, so trained weights spend somewhat longer in the entropy coder.
+  are 0, so trained weights spend somewhat longer in the entropy coder. The synthesis transform is
+  also timed alone in float32 and in a float64 copy, since an exact decoder may run it in float64.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -111,6 +113,24 @@ def _count_flops(model: Any, x: Any) -> dict[str, int]:
     return parts
 
 
+def _params_by_part(model: Any) -> dict[str, int]:
+    def count(module: Any) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    ep = model.entropy_parameters
+    total = count(model)
+    parts = {
+        "g_a": count(model.g_a),
+        "g_s": count(model.g_s),
+        "h_a": count(model.h_a),
+        "h_s": count(ep.h_s),
+        "lsm_or_head": count(ep.head),
+        "entropy_bottleneck": count(model.entropy_bottleneck),
+    }
+    parts["gains_and_other"] = total - sum(parts.values())
+    return parts
+
+
 def _maxrss_bytes() -> int:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
@@ -185,12 +205,21 @@ def measure(n: int, device: str, threads: int, model_name: str | None = None) ->
     assert digests == latents.digests, "decoded symbols differ from the encoder's"
     num_bytes = sum(len(s) for s in latents.y_strings + latents.z_strings)
 
+    # The synthesis transform alone, in float32 and in a float64 copy (the decoder may use either).
+    with torch.no_grad():
+        y_hat = torch.round(model.g_a(x))
+        g_s64 = copy.deepcopy(model.g_s).double()
+        y_hat64 = y_hat.double()
+        gs32_times = timed(lambda: model.g_s(y_hat))
+        gs64_times = timed(lambda: g_s64(y_hat64))
+
     conv_flops = sum(flops.values())
     return {
         "n": config.n,
         "weights": label,
         "quality": quality,
         "params": n_params,
+        "params_by_part": _params_by_part(model),
         "flops_by_part": flops,
         "flops_counted": conv_flops,
         "deform_conv_macs": deform_macs,
@@ -200,6 +229,8 @@ def measure(n: int, device: str, threads: int, model_name: str | None = None) ->
         "memory_kind": memory_kind,
         "compress_s": statistics.median(compress_times),
         "decompress_s": statistics.median(decompress_times),
+        "g_s_float32_s": statistics.median(gs32_times),
+        "g_s_float64_s": statistics.median(gs64_times),
         "compress_times_s": compress_times,
         "decompress_times_s": decompress_times,
         "bytes": num_bytes,
@@ -228,6 +259,10 @@ def run_worker(n: int, device: str, threads: int, model_name: str | None) -> dic
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _m(row: dict[str, Any], *parts: str) -> str:
+    return f"{sum(row['params_by_part'][p] for p in parts) / 1e6:.2f} M"
+
+
 def _fmt_mem(num_bytes: int) -> str:
     if num_bytes >= 1 << 30:
         return f"{num_bytes / (1 << 30):.2f} GB"
@@ -240,6 +275,9 @@ def format_table(rows: list[dict[str, Any]], device: str, threads: int) -> str:
     headers += [f"this, N={r['n']} ({r['weights']})" for r in rows]
     lines_data = [
         ["Parameters", f"{PAPER['params_m']:.2f} M"] + [f"{r['params'] / 1e6:.2f} M" for r in rows],
+        ["  g_a + g_s", "-"] + [_m(r, "g_a", "g_s") for r in rows],
+        ["  h_a + h_s (hyperprior)", "-"] + [_m(r, "h_a", "h_s") for r in rows],
+        ["  LSM (entropy-parameter head)", "-"] + [_m(r, "lsm_or_head") for r in rows],
         ["FLOPs (2 x MAC)", f"{PAPER['flops_g']:.2f} G (unit not stated)"]
         + [f"{r['flops_total'] / 1e9:.2f} G" for r in rows],
         ["MACs", "-"] + [f"{r['macs_total'] / 1e9:.2f} G" for r in rows],
@@ -250,6 +288,8 @@ def format_table(rows: list[dict[str, Any]], device: str, threads: int) -> str:
         ["Compression time", f"{PAPER['compress_s']:.3f} s"] + [f"{r['compress_s']:.3f} s" for r in rows],
         ["Reconstruction time", f"{PAPER['decompress_s']:.3f} s"]
         + [f"{r['decompress_s']:.3f} s" for r in rows],
+        ["  g_s alone, float32 / float64", "-"]
+        + [f"{r['g_s_float32_s']:.3f} s / {r['g_s_float64_s']:.3f} s" for r in rows],
         ["Compressed size (quality q)", "-"]
         + [f"{r['bytes']} B, {r['bpp']:.3f} bpp (q={r['quality']:g})" for r in rows],
     ]
@@ -272,6 +312,10 @@ def format_table(rows: list[dict[str, Any]], device: str, threads: int) -> str:
         "FLOPs: FlopCounterMode over g_a + h_a + entropy parameters + g_s (convolutions only), plus",
         "SEB's deform_conv2d added analytically (FlopCounterMode does not count it).",
         f"Memory: {rows[0]['memory_kind']}; the paper's figure is GPU memory and not comparable.",
+        "Parameters: the whole model (transforms, hyperprior, LSM, entropy bottleneck, gain vectors).",
+        "Times: model.compress / model.decompress at the highest quality, including the float64 CPU",
+        "entropy-parameter pass and the rANS coder; untrained weights code few non-zero symbols.",
+        "'g_s alone' times the synthesis transform in float32 and in a float64 copy.",
     ]
     return "\n".join(out)
 

@@ -188,19 +188,23 @@ def _restore(chunk: Chunk, groups: list[np.ndarray], nodata: float | None) -> np
             out[i] = np.clip(np.rint(v), info.min, info.max)
         else:
             out[i] = v
-    if chunk.mask is not None:
-        fill = nodata if nodata is not None else np.nan
-        for i, (lo, hi) in enumerate(h.ranges):
-            band, m = out[i], chunk.mask[i]
-            if fill is not None and not (isinstance(fill, float) and math.isnan(fill)):
-                clash = ~m & (band == fill)
-                if clash.any():
-                    toward = (lo + hi) / 2
-                    if dtype.kind in "iu":
-                        band[clash] = fill + (1 if toward >= fill else -1)
-                    else:
-                        band[clash] = np.nextafter(np.float32(fill), np.float32(toward))
-            band[m] = fill
+    fill: float | None = nodata
+    if fill is None and chunk.mask is not None:
+        fill = math.nan  # float32 chunks with NaN holes and no declared nodata
+    if fill is None:
+        return out
+    for i, (lo, hi) in enumerate(h.ranges):
+        band = out[i]
+        m = chunk.mask[i] if chunk.mask is not None else np.zeros(band.shape, dtype=bool)
+        if not math.isnan(fill):
+            clash = ~m & (band == fill)
+            if clash.any():
+                toward = (lo + hi) / 2
+                if dtype.kind in "iu":
+                    band[clash] = fill + (1 if toward >= fill else -1)
+                else:
+                    band[clash] = np.nextafter(np.float32(fill), np.float32(toward))
+        band[m] = fill
     return out
 
 

@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import shapely
 from shapely.geometry import shape
@@ -16,7 +16,7 @@ from dmenet_geo.geo.errors import GeoError
 
 __all__ = ["GeometryLike", "load_geometry", "reproject_geometry"]
 
-GeometryLike = BaseGeometry | str | Mapping[str, Any] | os.PathLike[str]
+GeometryLike: TypeAlias = BaseGeometry | str | Mapping[str, Any] | os.PathLike[str]
 
 
 def _from_geojson(obj: Mapping[str, Any]) -> BaseGeometry:

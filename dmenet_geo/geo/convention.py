@@ -69,14 +69,15 @@ class GeoReference:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """``(xmin, ymin, xmax, ymax)`` of the outer pixel edges."""
-        xs, ys = zip(*(self.transform * (c, r) for c in (0, self.width) for r in (0, self.height)))
+        corners = [self.transform @ (c, r) for c in (0, self.width) for r in (0, self.height)]
+        xs, ys = zip(*corners, strict=True)
         return (min(xs), min(ys), max(xs), max(ys))
 
     def scaled(self, factor: int) -> GeoReference:
         """The grid of an overview that averages ``factor x factor`` pixels (edge cells partial)."""
         return GeoReference(
             self.crs,
-            self.transform * Affine.scale(factor),
+            self.transform @ Affine.scale(factor),
             -(-self.height // factor),
             -(-self.width // factor),
         )

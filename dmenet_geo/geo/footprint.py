@@ -48,14 +48,14 @@ def trace_footprint(
 
     if not mask.any():
         return None
-    cell_transform = transform * Affine.scale(factor)
+    cell_transform = transform @ Affine.scale(factor)
     polys = [
         shapely.geometry.shape(geom)
         for geom, value in features.shapes(mask.astype(np.uint8), mask=mask, transform=cell_transform)
         if value
     ]
     geom = shapely.union_all(polys)
-    corners = [transform * (c, r) for c, r in ((0, 0), (width, 0), (width, height), (0, height))]
+    corners = [transform @ (c, r) for c, r in ((0, 0), (width, 0), (width, height), (0, height))]
     raster = shapely.Polygon(corners)
     geom = shapely.intersection(geom, raster)
     pixel = max(abs(transform.a), abs(transform.e))

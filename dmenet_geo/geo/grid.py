@@ -58,7 +58,7 @@ class ChunkGrid:
         boxes = []
         for i, j in chunks:
             r, c, h, w = self.window(i, j)
-            corners = [transform * (c + dc, r + dr) for dc, dr in ((0, 0), (w, 0), (w, h), (0, h))]
+            corners = [transform @ (c + dc, r + dr) for dc, dr in ((0, 0), (w, 0), (w, h), (0, h))]
             boxes.append(shapely.Polygon(corners))
         return np.array(boxes, dtype=object)
 
@@ -71,7 +71,7 @@ class ChunkGrid:
             return []
         shapely.prepare(geometry)
         hits = shapely.intersects(geometry, self.chunk_boxes(transform, cand))
-        return [ij for ij, hit in zip(cand, hits) if hit]
+        return [ij for ij, hit in zip(cand, hits, strict=True) if hit]
 
     def blocks(self, selected: list[tuple[int, int]], chunks_per_block: int) -> list[Block]:
         """Group the selected chunks into blocks of up to ``chunks_per_block`` chunks (a rectangle

@@ -24,7 +24,9 @@ def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
-def choose_factors(height: int, width: int, chunk: int, overview: bool | int | Sequence[int]) -> tuple[int, ...]:
+def choose_factors(
+    height: int, width: int, chunk: int, overview: bool | int | Sequence[int]
+) -> tuple[int, ...]:
     """Overview factors. ``True``: 8x, then 32x, 128x ... while the previous level is still more than
     512 pixels on its long side (bounded by the chunk size); ``False``: none; an int or a list: those."""
     if overview is False or overview is None:
@@ -37,7 +39,7 @@ def choose_factors(height: int, width: int, chunk: int, overview: bool | int | S
     wanted = [int(overview)] if isinstance(overview, (int, np.integer)) else [int(f) for f in overview]
     for f in wanted:
         if f < 2 or not _is_pow2(f) or chunk % f:
-            raise GeoError(f"overview factor {f} must be a power of two >= 2 that divides the chunk size {chunk}")
+            raise GeoError(f"overview factor {f} must be a power of two >= 2 dividing the chunk size {chunk}")
     return tuple(sorted(set(wanted)))
 
 

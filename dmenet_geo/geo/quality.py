@@ -43,6 +43,10 @@ def chunk_psnr(original: np.ndarray, reconstruction: np.ndarray, nodata: float |
     return math.inf if err == 0 else 10.0 * math.log10(peak * peak / err)
 
 
+def _reached(coded: Coded | None, target: float) -> bool:
+    return coded is not None and coded.psnr is not None and not coded.psnr < target
+
+
 def _codec(quality: float, nodata: float | None, model: str) -> DMENetCodec:
     return DMENetCodec(quality=quality, nodata=nodata, model=model)
 
@@ -67,7 +71,7 @@ def _encode_grouped(
         codec = _codec(q, nodata, model)
         encoded = codec.encode_batch([arrays[i] for i in idx])
         decoded = codec.decode_batch(encoded)
-        for i, b, d in zip(idx, encoded, decoded):
+        for i, b, d in zip(idx, encoded, decoded, strict=True):
             data[i], recon[i] = b, d
     return data, recon
 
@@ -88,13 +92,17 @@ def encode_to_target(
     is measured there only.
     """
     n = len(arrays)
-    regions = list(regions) if regions is not None else [a.shape[-2:] for a in arrays]
+    sizes: list[tuple[int, int]] = (
+        [(int(h), int(w)) for h, w in regions] if regions is not None
+        else [(a.shape[-2], a.shape[-1]) for a in arrays]
+    )
 
     def measure(qualities: list[float], which: list[int]) -> list[tuple[bytes, float]]:
-        data, recon = _encode_grouped([arrays[i] for i in which], [qualities[i] for i in which], nodata, model)
+        chosen = [arrays[i] for i in which]
+        data, recon = _encode_grouped(chosen, [qualities[i] for i in which], nodata, model)
         out = []
         for k, i in enumerate(which):
-            h, w = regions[i]
+            h, w = sizes[i]
             out.append((data[k], chunk_psnr(arrays[i][:, :h, :w], recon[k][:, :h, :w], nodata)))
         return out
 
@@ -103,21 +111,21 @@ def encode_to_target(
     hi = [QUALITY_MAX] * n
     everyone = list(range(n))
     # the cheapest setting first: many chunks (flat water, haze) already reach the target there
-    for i, (b, p) in zip(everyone, measure(lo, everyone)):
+    for i, (b, p) in zip(everyone, measure(lo, everyone), strict=True):
         if not p < target_psnr:  # reached (nan, an all-nodata chunk, counts as reached)
             best[i] = Coded(b, QUALITY_MIN, p)
     open_ = [i for i in everyone if best[i] is None]
     if open_:
-        for i, (b, p) in zip(open_, measure(hi, open_)):
+        for i, (b, p) in zip(open_, measure(hi, open_), strict=True):
             best[i] = Coded(b, QUALITY_MAX, p)
-        open_ = [i for i in open_ if not best[i].psnr < target_psnr]  # type: ignore[union-attr]
+        open_ = [i for i in open_ if _reached(best[i], target_psnr)]
     for _ in range(steps):
         if not open_:
             break
         mids = [0.0] * n
         for i in open_:
             mids[i] = round((lo[i] + hi[i]) / 2, 4)
-        for i, (b, p) in zip(open_, measure(mids, open_)):
+        for i, (b, p) in zip(open_, measure(mids, open_), strict=True):
             if p < target_psnr:
                 lo[i] = mids[i]
             else:

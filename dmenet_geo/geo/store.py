@@ -32,15 +32,21 @@ from dmenet_geo.geo.convention import (
     pixel_centers,
     spatial_ref_attrs,
 )
+from dmenet_geo.geo.errors import GeoError
 from dmenet_geo.geo.source import RasterSource
 
 __all__ = [
     "IMAGE",
     "META_KEY",
     "RawChunkIO",
+    "attrs_of",
+    "child_array",
+    "child_group",
     "create_store",
     "finalize_store",
+    "open_root",
     "overview_path",
+    "serializer_config",
     "write_overview_region",
 ]
 
@@ -51,6 +57,34 @@ OVERVIEW_CODEC = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
 
 def overview_path(level: int) -> str:
     return f"overviews/{level}"
+
+
+def open_root(path: str | os.PathLike[str], mode: str = "r") -> zarr.Group:
+    return zarr.open_group(os.fspath(path), mode=mode)  # type: ignore[arg-type]
+
+
+def child_array(group: zarr.Group, name: str) -> zarr.Array:
+    """``group[name]`` as an array (a clear error if the store's layout is not ours)."""
+    node = group.get(name)
+    if not isinstance(node, zarr.Array):
+        raise GeoError(f"{group.store_path}: no array {name!r} (not a dmenet_geo store?)")
+    return node
+
+
+def child_group(group: zarr.Group, name: str) -> zarr.Group | None:
+    node = group.get(name)
+    return node if isinstance(node, zarr.Group) else None
+
+
+def attrs_of(node: zarr.Array | zarr.Group) -> dict[str, Any]:
+    """A node's attributes as a plain dict (JSON values, typed loosely)."""
+    return dict(node.attrs.asdict())
+
+
+def serializer_config(array: zarr.Array) -> dict[str, Any]:
+    """The configuration of an array's serializer (its first codec) from its metadata."""
+    codecs: list[dict[str, Any]] = array.metadata.to_dict()["codecs"]  # type: ignore[assignment]
+    return dict(codecs[0].get("configuration") or {})
 
 
 def _fill(nodata: float | None) -> float:
@@ -163,6 +197,10 @@ class RawChunkIO:
         return self.zarray.metadata.encode_chunk_key(coords)
 
     def put(self, coords: tuple[int, ...], data: bytes) -> None:
+        if not os.path.exists(os.path.join(self.store, "zarr.json")):
+            # the run failed and its partial store was removed while this task was still running:
+            # writing now would recreate a stray directory
+            raise GeoError(f"{self.store} was removed; chunk {coords} not written")
         buf = default_buffer_prototype().buffer.from_bytes(data)
         sync((self.zarray.store_path / self.key(coords)).set(buf))
 

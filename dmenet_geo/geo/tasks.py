@@ -81,7 +81,7 @@ def process_block(block: Block, s: EncodeSettings) -> BlockResult:
         encoded = [c.data for c in coded]
         qualities = [c.quality for c in coded]
         psnrs = [c.psnr for c in coded]
-    for (ij, _, _), b, q in zip(todo, encoded, qualities):
+    for (ij, _, _), b, q in zip(todo, encoded, qualities, strict=True):
         s.store.put((0, *ij), b)
         result.written[ij] = len(b)
         result.qualities[ij] = q
@@ -92,9 +92,9 @@ def process_block(block: Block, s: EncodeSettings) -> BlockResult:
 
             codec = DMENetCodec(quality=s.quality, nodata=src.nodata, model=s.model)
             decoded = codec.decode_batch([encoded[k] for k, _ in sampled])
-            for (k, (ij, arr, (h, w))), d in zip(sampled, decoded):
+            for (k, (_, arr, (h, w))), d in zip(sampled, decoded, strict=True):
                 psnrs[k] = chunk_psnr(arr[:, :h, :w], d[:, :h, :w], src.nodata)
-    for (ij, _, _), p in zip(todo, psnrs):
+    for (ij, _, _), p in zip(todo, psnrs, strict=True):
         if p is not None and not np.isnan(p):
             result.psnr[ij] = p
     kept = valid & written_px  # pixels outside written chunks (AOI, all-nodata) stay nodata

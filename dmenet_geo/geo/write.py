@@ -121,7 +121,7 @@ def compress_geotiff(
     See the module docstring for batching, memory and atomicity.
     """
     import dask
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from dmenet_geo.codec import DMENetCodec, register_codecs
 
@@ -165,7 +165,8 @@ def compress_geotiff(
             store=RawChunkIO(partial),
         )
         blocks = grid.blocks(selected, chunks_per_task)
-        mask = np.zeros((math.ceil(source.height / mask_factor), math.ceil(source.width / mask_factor)), bool)
+        mask_shape = (math.ceil(source.height / mask_factor), math.ceil(source.width / mask_factor))
+        mask = np.zeros(mask_shape, dtype=bool)
         written: dict[tuple[int, int], int] = {}
         qualities: dict[tuple[int, int], float] = {}
         psnrs: dict[tuple[int, int], float] = {}
@@ -173,7 +174,8 @@ def compress_geotiff(
         wave = max(2, 2 * (num_workers or os.cpu_count() or 1))
         with tqdm(total=len(selected), unit="chunk", desc="compress", disable=not progress) as bar:
             for start in range(0, len(blocks), wave):
-                tasks = [dask.delayed(process_block, pure=False)(b, settings) for b in blocks[start : start + wave]]
+                todo = blocks[start : start + wave]
+                tasks = [dask.delayed(process_block, pure=False)(b, settings) for b in todo]
                 kwargs: dict[str, Any] = {}
                 if scheduler is not None:
                     kwargs["scheduler"] = scheduler
@@ -186,23 +188,24 @@ def compress_geotiff(
                     qualities.update(res.qualities)
                     psnrs.update(res.psnr)
                     skipped += res.skipped_nodata
-                    for level, (factor, cells) in enumerate(zip(factors, res.overviews), start=1):
-                        write_overview_region(partial, level, res.row // factor, res.col // factor, cells)
+                    for level, (f, cells) in enumerate(zip(factors, res.overviews, strict=True), start=1):
+                        write_overview_region(partial, level, res.row // f, res.col // f, cells)
                     if res.mask is not None:
                         r, c = res.row // mask_factor, res.col // mask_factor
                         mask[r : r + res.mask.shape[0], c : c + res.mask.shape[1]] |= res.mask
-        footprint = trace_footprint(mask, source.transform, mask_factor, source.crs, source.height, source.width)
+        footprint = trace_footprint(mask, source.transform, mask_factor, source.crs, source.height,
+                                    source.width)
         summary = CompressSummary.build(
             store=dst, source=source, chunk=chunk, quality=quality, target_psnr=target_psnr,
             chunks_total=grid.count, chunks_selected=len(selected), written=written, qualities=qualities,
             psnrs=psnrs, skipped_nodata=skipped, overview_factors=factors,
-            overview_bytes=sum(directory_bytes(Path(partial) / "overviews" / str(k)) for k in range(1, len(factors) + 1)),
+            overview_bytes=directory_bytes(Path(partial) / "overviews"),
             footprint=footprint, seconds=0.0,
         )
         meta = summary.store_metadata()
         meta.update({"format_version": FORMAT_VERSION, "complete": True, "model": model,
                      "codec": codec_config, "footprint_factor": mask_factor,
-                     "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+                     "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
         root_attrs: dict[str, Any] = {META_KEY: meta}
         if footprint is not None:
             root_attrs["footprint"] = footprint.geojson

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,7 +33,7 @@ class DMENetConfig:
     gives a fixed-rate model. ``use_mdei``, ``use_sdpm`` and ``use_lsm`` are the ablation switches.
     """
 
-    n: int = 96
+    n: int = 64
     use_mdei: bool = True
     use_sdpm: bool = True
     use_lsm: bool = True
@@ -42,12 +43,17 @@ class DMENetConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 8 or self.n % 4:
             raise ConfigError(f"n must be an integer >= 8 divisible by 4, got {self.n!r}")
-        lambdas = tuple(float(v) for v in self.lambdas)
-        if not lambdas or any(v <= 0 for v in lambdas):
+        try:
+            lambdas = tuple(float(v) for v in self.lambdas)
+        except (TypeError, ValueError):
+            raise ConfigError(f"lambdas must be a list of numbers, got {self.lambdas!r}") from None
+        if not lambdas or any(not math.isfinite(v) or v <= 0 for v in lambdas):
             raise ConfigError(f"lambdas must be a non-empty list of positive numbers, got {lambdas}")
-        if any(b <= a for a, b in zip(lambdas, lambdas[1:])):
+        if any(b <= a for a, b in zip(lambdas, lambdas[1:], strict=False)):
             raise ConfigError(f"lambdas must increase strictly, got {lambdas}")
         object.__setattr__(self, "lambdas", lambdas)
+        if isinstance(self.psi, bool) or not isinstance(self.psi, (int, float)) or not math.isfinite(self.psi):
+            raise ConfigError(f"psi must be a finite number, got {self.psi!r}")
         if self.psi < 0:
             raise ConfigError(f"psi must be >= 0, got {self.psi}")
         for name in ("use_mdei", "use_sdpm", "use_lsm"):
@@ -93,7 +99,10 @@ class DMENetConfig:
             raise ConfigError(f"unknown config keys: {sorted(unknown)}")
         if "lambdas" in data:
             data["lambdas"] = tuple(data["lambdas"])
-        return cls(**data)
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"invalid model config: {exc}") from None
 
     @classmethod
     def from_json(cls, text: str) -> DMENetConfig:

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import copy
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -185,6 +185,9 @@ class DMENet(CompressionModel):
         self._exact_synthesis = None
 
     def _synthesis64(self, device: torch.device) -> nn.Module:
+        cached = self._exact_synthesis
+        if cached is not None and next(cached.parameters()).device != torch.device(device):
+            self._exact_synthesis = None
         if self._exact_synthesis is None:
             g_s = copy.deepcopy(self.g_s).to(device, torch.float64).eval()
             for p in g_s.parameters():

@@ -8,6 +8,9 @@ Section 2 of Shi et al. (DMENet) with Tables 1 and 2. Choices where the paper is
   an even split is the channel-preserving residual the text describes, at half the cost.
 * SEB is one 3x3 deformable convolution (``torchvision.ops.deform_conv2d``) whose offsets come from a
   zero-initialised 3x3 convolution, so SEB starts as a plain 3x3 convolution and learns to bend.
+* LSM's 5x5 convolution (producing E of eq. 9) is depthwise, like LKE's strip convolutions: the paper
+  keeps LSM's spatial part single-channel and leaves channel mixing to the final 1x1 convolution.
+  (A dense 5x5 would add 25 N^2 parameters: 1.6 M at N = 256.)
 * PEB's four branches each reduce to ``c // 4`` channels: A is 1x1, B is 3x3, C is 3x3 with dilation
   2 and D is 3x3 with dilation 3 (receptive fields 1, 3, 5 and 7). Their concatenation has ``c``
   channels, so eq. 8's residual ``+ Output_SEB`` is added before the final 1x1 convolution.
@@ -122,11 +125,11 @@ class LKE(nn.Module):
 
 
 class LSM(nn.Module):
-    """Latent spatial enhancement: 5x5 conv (E), LKE, then a 1x1 conv to ``out_ch`` (eq. 10)."""
+    """Latent spatial enhancement: depthwise 5x5 conv (E), LKE, then a 1x1 conv to ``out_ch`` (eq. 10)."""
 
     def __init__(self, ch: int, out_ch: int) -> None:
         super().__init__()
-        self.conv_in = nn.Conv2d(ch, ch, 5, padding=2)
+        self.conv_in = nn.Conv2d(ch, ch, 5, padding=2, groups=ch)
         self.lke = LKE(ch)
         self.point = nn.Conv2d(ch, out_ch, 1)
 

@@ -73,6 +73,8 @@ class _Axial(nn.Module):
 class EEM(nn.Module):
     """Edge extraction (eq. 4): X - G2(up(down(G1(X)))), per band, 5x5 Gaussian kernels."""
 
+    MARGIN = 8
+
     def __init__(self, learnable: bool) -> None:
         super().__init__()
         self.register_buffer("base", torch.outer(_BINOMIAL, _BINOMIAL).view(1, 1, 5, 5))
@@ -87,12 +89,15 @@ class EEM(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         c = x.shape[1]
         kernel = (self.m / self.n * self.base).expand(c, 1, 5, 5)
-        smooth = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernel, groups=c)
-        down = smooth[..., ::2, ::2]
-        up = torch.zeros_like(x)
-        up[..., ::2, ::2] = down
-        blurred = F.conv2d(F.pad(up, (2, 2, 2, 2), mode="replicate"), 4 * kernel, groups=c)
-        return x - blurred
+        # Pad once (replicate, an even margin keeps the sampling grid) and crop at the end, so the
+        # zero-inserted image is never padded and borders show no false edges.
+        pad = self.MARGIN
+        xp = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+        smooth = F.conv2d(xp, kernel, padding=2, groups=c)
+        up = torch.zeros_like(xp)
+        up[..., ::2, ::2] = smooth[..., ::2, ::2]
+        blurred = F.conv2d(up, 4 * kernel, padding=2, groups=c)
+        return (xp - blurred)[..., pad:-pad, pad:-pad]
 
 
 class MDEI(nn.Module):

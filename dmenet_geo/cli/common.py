@@ -1,0 +1,45 @@
+"""Small helpers shared by the command modules."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any
+
+__all__ = ["parse_bands", "print_json"]
+
+
+def parse_bands(text: str) -> list[int]:
+    """``"1,2,3"`` or ``"1-3"`` or ``"4,1-2"`` -> ``[1, 2, 3]`` (1-based)."""
+    import argparse
+
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                out.extend(range(lo, hi + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid band list {text!r} (use e.g. 1,2,3 or 1-3)") from None
+    if not out:
+        raise argparse.ArgumentTypeError("empty band list")
+    return out
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def print_json(obj: dict[str, Any]) -> None:
+    json.dump(_clean(obj), sys.stdout, indent=2)
+    sys.stdout.write("\n")
