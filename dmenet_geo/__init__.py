@@ -30,7 +30,9 @@ _GEO = (
     "store_info",
     "verify_store",
 )
-__all__ = [*_GEO, "__version__"]
+_CODEC = ("DMENetCodec", "DMENetCodecError", "register_codecs", "set_runtime")
+_MODEL = ("load_model", "available_models")
+__all__ = [*_GEO, *_CODEC, *_MODEL, "__version__"]
 
 if TYPE_CHECKING:
     from dmenet_geo.geo import (  # noqa: F401
@@ -46,11 +48,17 @@ if TYPE_CHECKING:
         store_info,
         verify_store,
     )
+    from dmenet_geo.codec import DMENetCodec, DMENetCodecError, register_codecs, set_runtime  # noqa: F401
+    from dmenet_geo.model import available_models, load_model  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:
     if name in _GEO:
         return getattr(import_module("dmenet_geo.geo"), name)
+    if name in _CODEC:
+        return getattr(import_module("dmenet_geo.codec"), name)
+    if name in _MODEL:
+        return getattr(import_module("dmenet_geo.model"), name)
     raise AttributeError(f"module 'dmenet_geo' has no attribute {name!r}")
 
 

@@ -95,7 +95,8 @@ def bench(codec: Any, chunks: list[np.ndarray], threads: int, repeats: int) -> d
         enc_batch.append(t_enc / n)
         dec_batch.append(t_dec / n)
         if rep == 0:  # untimed: batched decodes must equal one-at-a-time decodes
-            identical = all(a.tobytes() == codec.decode(d).tobytes() for a, d in zip(outs, datas))
+            pairs = zip(outs, datas, strict=True)
+            identical = all(a.tobytes() == codec.decode(d).tobytes() for a, d in pairs)
     return {
         "threads": threads,
         "tiles": n,
@@ -104,14 +105,14 @@ def bench(codec: Any, chunks: list[np.ndarray], threads: int, repeats: int) -> d
         "encode_batch_s": statistics.median(enc_batch),
         "decode_batch_s": statistics.median(dec_batch),
         "bpp": 8 * float(np.mean(sizes)) / (TILE * TILE),
-        "psnr_db": float(np.mean([psnr(a, b) for a, b in zip(chunks, decoded)])),
+        "psnr_db": float(np.mean([psnr(a, b) for a, b in zip(chunks, decoded, strict=True)])),
         "batch_equals_single": bool(identical),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of RGB images (searched recursively)")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of images (searched recursively)")
     ap.add_argument("--tiles", type=int, default=20, help="number of images (one 256x256 chunk each)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to time")
     ap.add_argument("--repeats", type=int, default=3, help="repeats of the batched calls")
@@ -128,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from dmenet_geo.codec import DMENetCodec, set_runtime
 
+    load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load_avg > 0.5:
+        print(f"warning: load average {load_avg:.2f} before the benchmark: other processes compete for the "
+              f"{os.cpu_count()} CPUs, so the timings (above all with more than one thread) are not "
+              "representative", file=sys.stderr)
     rt = set_runtime(device=args.device, batch_size=args.batch_size)
     chunks = load_chunks(list_images(args.data, args.tiles))
     if not chunks:
@@ -160,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"device": rt.resolved_device(), "batch_size": rt.batch_size,
                                          "quality": args.quality, "target_s": args.target,
-                                         "load_s": load_s, "results": results}, indent=2))
+                                         "load_s": load_s, "load_avg_before": load_avg,
+                                         "cpus": os.cpu_count(), "results": results}, indent=2))
     return 1 if (args.check and missed) else 0
 
 

@@ -108,6 +108,18 @@ def raster(
     return out
 
 
+def floor_heavy(bands: int, h: int, w: int, dtype: str, low: float, high: float) -> np.ndarray:
+    """8x8 blocks alternating ``low`` / ``high`` over a flat ``low`` half.
+
+    Lossy decoders undershoot next to such edges and sit around ``low`` in the flat part, so some
+    pixels decode to (are clamped at) the bottom of the value range, whatever the weights.
+    """
+    yy, xx = np.mgrid[:h, :w]
+    checker = ((yy // 8 + xx // 8) % 2 == 1) & (xx < w // 2)
+    band = np.where(checker, high, low)
+    return np.repeat(band[None], bands, axis=0).astype(dtype)
+
+
 def real_tile(h: int = 256, w: int = 256, name: str = "field.png") -> np.ndarray:
     """A (3, h, w) uint8 crop of a real RGB sample tile from ``sample_tiles/``."""
     from PIL import Image
@@ -136,7 +148,8 @@ def assert_bitwise_equal(a: np.ndarray, b: np.ndarray, what: str = "") -> None:
     assert a.dtype == b.dtype, f"{what}: dtype {a.dtype} != {b.dtype}"
     if a.tobytes() != b.tobytes():
         diff = np.argwhere(a.view(np.uint8) != b.view(np.uint8)) if a.dtype.itemsize == 1 else None
-        n = int((a != b).sum()) if a.dtype.kind != "f" else int((~((a == b) | (np.isnan(a) & np.isnan(b)))).sum())
+        same = (a == b) | (np.isnan(a) & np.isnan(b)) if a.dtype.kind == "f" else a == b
+        n = int((~same).sum())
         raise AssertionError(f"{what}: {n} elements differ (first byte positions: "
                              f"{None if diff is None else diff[:5].tolist()})")
 
@@ -245,10 +258,10 @@ def child_env(**overrides: str | None) -> dict[str, str]:
 
 def run_python(
     code: str,
+    env: dict[str, str | None] | None = None,
     *,
     timeout: float = SUBPROCESS_TIMEOUT_S,
     cwd: Path | str | None = None,
-    **env: str | None,
 ) -> Any:
     """Run ``code`` in a fresh ``sys.executable``; it must print one JSON line last. Returns it.
 
@@ -263,10 +276,11 @@ def run_python(
             text=True,
             timeout=timeout,
             cwd=str(cwd) if cwd is not None else None,
-            env=child_env(**env),
+            env=child_env(**(env or {})),
         )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"subprocess timed out after {timeout} s (hang?)\nstderr:\n{exc.stderr}")
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr
+        pytest.fail(f"subprocess timed out after {timeout} s (hang?)\nstderr:\n{(err or '')[-4000:]}")
     if proc.returncode != 0:
         pytest.fail(f"subprocess exited with {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\n"
                     f"stderr:\n{proc.stderr[-4000:]}")

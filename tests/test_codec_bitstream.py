@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -52,7 +52,7 @@ def test_regions_cover_the_chunk(chunks) -> None:
     for _, data, _ in chunks.values():
         regions = chunk_regions(data)
         assert regions[0].start == 0 and regions[-1].stop == len(data)
-        assert all(a.stop == b.start for a, b in zip(regions, regions[1:]))
+        assert all(a.stop == b.start for a, b in zip(regions, regions[1:], strict=False))
 
 
 def test_other_weights_id_is_refused(chunks) -> None:
@@ -224,7 +224,7 @@ print(json.dumps(results))
 @pytest.fixture(scope="module")
 def fuzz(chunks, tmp_path_factory) -> dict[str, list[list[str]]]:
     root = tmp_path_factory.mktemp("fuzz")
-    spec = {"seed": FUZZ_SEED, "cases": FUZZ_CASES, "chunks": {}}
+    spec: dict[str, Any] = {"seed": FUZZ_SEED, "cases": FUZZ_CASES, "chunks": {}}
     for name, (codec, data, ref) in chunks.items():
         (root / f"{name}.dat").write_bytes(data)
         np.save(root / f"{name}.npy", ref)
@@ -233,7 +233,7 @@ def fuzz(chunks, tmp_path_factory) -> dict[str, list[list[str]]]:
             "regions": [[r.name, r.start, r.stop] for r in chunk_regions(data)],
         }
     (root / "spec.json").write_text(json.dumps(spec))
-    return run_python(FUZZ_CHILD, timeout=FUZZ_TIMEOUT_S, FUZZ_DIR=str(root))
+    return run_python(FUZZ_CHILD, {"FUZZ_DIR": str(root)}, timeout=FUZZ_TIMEOUT_S)
 
 
 def _summary(cases: list[list[str]]) -> str:

@@ -53,7 +53,7 @@ def encoded(tmp_path_factory) -> dict[str, Any]:
 
 def test_encoding_process_decodes_consistently(encoded) -> None:
     codec, data, singles = encoded["codec"], encoded["data"], encoded["singles"]
-    for i, (a, b) in enumerate(zip(singles, codec.decode_batch(data))):
+    for i, (a, b) in enumerate(zip(singles, codec.decode_batch(data), strict=True)):
         assert_bitwise_equal(a, b, f"chunk {i}: decode vs decode_batch (encoding process)")
 
 
@@ -103,7 +103,7 @@ def _cuda_available() -> bool:
 
 def _decode_elsewhere(encoded, tag: str, env: dict[str, str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     root: Path = encoded["root"]
-    report = run_python(DECODER, DET_DIR=str(root), DET_TAG=tag, **env)
+    report = run_python(DECODER, {"DET_DIR": str(root), "DET_TAG": tag, **env})
     with np.load(root / f"out-{tag}.npz") as z:
         arrays = {k: z[k] for k in z.files}
     return report, arrays
@@ -115,8 +115,9 @@ def _assert_matches(encoded, tag: str, arrays: dict[str, np.ndarray]) -> list[st
         assert_bitwise_equal(arrays[f"b{i}"], ref, f"{tag}: chunk {i} decoded in a batch of {N_CHUNKS}")
     extra = sorted(k for k in arrays if "_" in k)
     for key in extra:
-        bs, i = key[1:].split("_")
-        assert_bitwise_equal(arrays[key], encoded["singles"][int(i)], f"{tag}: chunk {i}, batch size {bs}")
+        bs, idx = key[1:].split("_")
+        ref = encoded["singles"][int(idx)]
+        assert_bitwise_equal(arrays[key], ref, f"{tag}: chunk {idx}, batch size {bs}")
     return extra
 
 
@@ -140,3 +141,17 @@ def test_cuda_decode_matches_cpu_encoder(encoded) -> None:
     report, arrays = _decode_elsewhere(encoded, "cuda", {"DET_THREADS": "1", "DMENET_DEVICE": "cuda"})
     assert report["device"] == "cuda"
     _assert_matches(encoded, "cuda", arrays)
+
+
+def test_set_runtime_validates_and_keeps_settings() -> None:
+    from dmenet_geo.codec import set_runtime
+    from dmenet_geo.codec.engine import runtime
+
+    before = (runtime.device, runtime.batch_size)
+    try:
+        with pytest.raises(ValueError, match="batch_size"):
+            set_runtime(batch_size=0)
+        assert set_runtime(batch_size=5).batch_size == 5
+        assert set_runtime().batch_size == 5  # None leaves a setting unchanged
+    finally:
+        runtime.device, runtime.batch_size = before

@@ -16,7 +16,15 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-from codec_helpers import PSNR_MIN_DB, PSNR_MIN_DB_SYNTHETIC, assert_bitwise_equal, psnr, raster, real_tile, run_python
+from codec_helpers import (
+    PSNR_MIN_DB,
+    PSNR_MIN_DB_SYNTHETIC,
+    assert_bitwise_equal,
+    psnr,
+    raster,
+    real_tile,
+    run_python,
+)
 
 from dmenet_geo.codec import DMENetCodec, DMENetCodecError
 
@@ -55,7 +63,8 @@ def _i16_16band() -> np.ndarray:
 
 CASES = {
     "uint8-rgb-edges": Case(_rgb, (3, 64, 64), {"quality": 4.0}, 0, PSNR_MIN_DB),
-    "uint16-2d-nodata": Case(_u16_nodata, (64, 64), {"quality": 2.5, "nodata": 0}, 0, PSNR_MIN_DB_SYNTHETIC, 0),
+    "uint16-2d-nodata": Case(_u16_nodata, (64, 64), {"quality": 2.5, "nodata": 0}, 0,
+                             PSNR_MIN_DB_SYNTHETIC, nodata=0),
     "float32-nan": Case(_f32_nan, (1, 64, 64), {"quality": 8}, float("nan"), PSNR_MIN_DB_SYNTHETIC),
     "int16-16band": Case(_i16_16band, (16, 33, 40), {"quality": 1}, 0, PSNR_MIN_DB_SYNTHETIC),
 }
@@ -105,7 +114,7 @@ def stores(tmp_path_factory) -> dict[tuple[int, str], dict[str, Any]]:
             out[(fmt, name)] = {"original": arr, "path": path, "here": here,
                                 "there_file": root / f"v{fmt}-{name}.npy"}
             jobs.append([name, str(path), str(out[(fmt, name)]["there_file"])])
-        report = run_python(READER, ZARR_CASES=json.dumps(jobs), cwd=root)
+        report = run_python(READER, {"ZARR_CASES": json.dumps(jobs)}, cwd=root)
         for name in CASES:
             out[(fmt, name)]["report"] = report
             out[(fmt, name)]["info"] = report["info"][name]
@@ -122,8 +131,8 @@ def test_fresh_process_decodes_identically(stores, fmt: int, name: str) -> None:
     report = s["report"]
     assert report["before"] == [], f"the reader imported {report['before']} before opening the store"
     assert report["after"], "the codec should have been loaded through its entry point"
-    expected_codec = "dmenet_geo.codec.zarr3.DMENetZarrCodec" if fmt == 3 else "dmenet_geo.codec.numcodecs.DMENetCodec"
-    assert s["info"]["codec"] == expected_codec
+    expected = {3: "dmenet_geo.codec.zarr3.DMENetZarrCodec", 2: "dmenet_geo.codec.numcodecs.DMENetCodec"}
+    assert s["info"]["codec"] == expected[fmt]
     there = np.load(s["there_file"])
     assert_bitwise_equal(there, s["here"], f"v{fmt} {name}: fresh process vs this process")
 

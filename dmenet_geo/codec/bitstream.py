@@ -4,7 +4,7 @@ Layout, little-endian::
 
     magic      4s   b"DMNT"
     version    u8   format version (1)
-    flags      u8   bit 0: a nodata mask follows the groups
+    flags      u8   bit 0: a nodata mask follows the groups; bit 1: a NaN mask follows that
     dtype      u8   0 uint8, 1 uint16, 2 int16, 3 float32
     bands      u8   1..16
     height     u16  1..4096
@@ -16,6 +16,7 @@ Layout, little-endian::
     per group of 3 bands (ceil(bands / 3) groups):
                digest u32 (CRC32 of the integer latents), len_z u32, len_y u32, z bytes, y bytes
     if flags & 1: len_mask u32, zlib(packbits(mask))  (mask of shape (bands, height, width))
+    if flags & 2: the same for the NaN mask (float32 chunks)
     crc32      u32  over every byte before it
 
 Any inconsistency raises :class:`DMENetCodecError`; the checksum is verified before anything else
@@ -88,6 +89,7 @@ class Chunk:
     header: ChunkHeader
     groups: tuple[GroupPayload, ...]
     mask: np.ndarray | None  # bool (bands, height, width): True where the pixel is nodata
+    nan_mask: np.ndarray | None = None  # bool (bands, height, width): True where the pixel is NaN
 
 
 def _check_header(h: ChunkHeader) -> None:
@@ -111,7 +113,7 @@ def pack_chunk(chunk: Chunk) -> bytes:
     _check_header(h)
     if len(chunk.groups) != h.groups:
         raise DMENetCodecError(f"{h.bands} bands need {h.groups} groups, got {len(chunk.groups)}")
-    flags = 1 if chunk.mask is not None else 0
+    flags = (1 if chunk.mask is not None else 0) | (2 if chunk.nan_mask is not None else 0)
     parts = [
         _HEAD.pack(MAGIC, FORMAT_VERSION, flags, DTYPES.index(h.dtype), h.bands, h.height, h.width,
                    h.quality, h.model_id, h.z_shape[0], h.z_shape[1])
@@ -119,11 +121,12 @@ def pack_chunk(chunk: Chunk) -> bytes:
     parts += [_BAND.pack(lo, hi) for lo, hi in h.ranges]
     for g in chunk.groups:
         parts += [_GROUP.pack(g.digest, len(g.z), len(g.y)), g.z, g.y]
-    if chunk.mask is not None:
-        if chunk.mask.shape != (h.bands, h.height, h.width):
-            raise DMENetCodecError("mask shape does not match the chunk")
-        packed = zlib.compress(np.packbits(chunk.mask.astype(bool), axis=None).tobytes(), 6)
-        parts += [_U32.pack(len(packed)), packed]
+    for mask in (chunk.mask, chunk.nan_mask):
+        if mask is not None:
+            if mask.shape != (h.bands, h.height, h.width):
+                raise DMENetCodecError("mask shape does not match the chunk")
+            packed = zlib.compress(np.packbits(mask.astype(bool), axis=None).tobytes(), 6)
+            parts += [_U32.pack(len(packed)), packed]
     body = b"".join(parts)
     return body + _U32.pack(zlib.crc32(body))
 
@@ -168,7 +171,7 @@ def unpack_chunk(data: bytes | bytearray | memoryview) -> Chunk:
         raise DMENetCodecError("chunk checksum mismatch: the bytes are corrupted or truncated")
     r = _Reader(data, len(data) - 4)
     _, _, flags, dtype_code, bands, height, width, quality, model_id, zh, zw = r.unpack(_HEAD, "header")
-    if flags & ~1:
+    if flags & ~3:
         raise DMENetCodecError(f"unknown flags {flags:#x}")
     if dtype_code >= len(DTYPES):
         raise DMENetCodecError(f"unknown dtype code {dtype_code}")
@@ -181,17 +184,21 @@ def unpack_chunk(data: bytes | bytearray | memoryview) -> Chunk:
     for _ in range(header.groups):
         digest, len_z, len_y = r.unpack(_GROUP, "group header")
         groups.append(GroupPayload(digest, r.take(len_z, "z string"), r.take(len_y, "y string")))
-    mask = None
-    if flags & 1:
-        (len_mask,) = r.unpack(_U32, "mask length")
-        try:
-            bits = np.frombuffer(zlib.decompress(r.take(len_mask, "mask")), dtype=np.uint8)
-        except zlib.error as exc:
-            raise DMENetCodecError(f"nodata mask is corrupted: {exc}") from None
-        count = bands * height * width
-        if bits.size != -(-count // 8):
-            raise DMENetCodecError("nodata mask has the wrong size")
-        mask = np.unpackbits(bits, count=count).astype(bool).reshape(bands, height, width)
+    masks: list[np.ndarray | None] = []
+    for bit, what in ((1, "nodata mask"), (2, "NaN mask")):
+        masks.append(_read_mask(r, (bands, height, width), what) if flags & bit else None)
     if r.pos != r.end:
         raise DMENetCodecError(f"{r.end - r.pos} unexpected trailing bytes in chunk")
-    return Chunk(header, tuple(groups), mask)
+    return Chunk(header, tuple(groups), masks[0], masks[1])
+
+
+def _read_mask(r: _Reader, shape: tuple[int, int, int], what: str) -> np.ndarray:
+    (length,) = r.unpack(_U32, f"{what} length")
+    try:
+        bits = np.frombuffer(zlib.decompress(r.take(length, what)), dtype=np.uint8)
+    except zlib.error as exc:
+        raise DMENetCodecError(f"{what} is corrupted: {exc}") from None
+    count = shape[0] * shape[1] * shape[2]
+    if bits.size != -(-count // 8):
+        raise DMENetCodecError(f"{what} has the wrong size")
+    return np.unpackbits(bits, count=count).astype(bool).reshape(shape)

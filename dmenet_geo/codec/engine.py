@@ -8,8 +8,9 @@ with ``lo, hi`` the band's valid minimum and maximum in the chunk (or the codec'
 stored in the chunk header. Reconstruction errors therefore scale with ``(hi - lo)``: an error of
 ``e`` in the model's [0, 1] range is ``e * (hi - lo)`` in data units (rounded for integer dtypes).
 
-Nodata: pixels equal to ``nodata`` (and NaN in float32 chunks) are recorded in a lossless mask,
-replaced by the band's valid mean before coding, and restored exactly on decode; a valid pixel that
+Nodata: pixels equal to ``nodata`` (compared in the chunk's dtype) and, in float32 chunks, NaN
+pixels are recorded in two lossless masks, replaced by the band's valid mean before coding, and
+restored exactly on decode; a valid pixel that
 would decode to the nodata value is moved one step (one integer, or one float ulp) towards the band's
 range, so no other pixel decodes to nodata.
 """
@@ -74,6 +75,7 @@ class Prepared:
     ranges: tuple[tuple[float, float], ...]
     groups: list[np.ndarray]  # each (3, H, W) float32
     mask: np.ndarray | None
+    nan_mask: np.ndarray | None
 
 
 def _as_chunk_array(arr: np.ndarray) -> np.ndarray:
@@ -103,13 +105,15 @@ def prepare(
     arr = _as_chunk_array(np.asarray(arr))
     b, h, w = arr.shape
     data = arr.astype(np.float64)
-    mask = np.zeros(arr.shape, dtype=bool)
+    nodata_mask = np.zeros(arr.shape, dtype=bool)
+    nan_mask = np.zeros(arr.shape, dtype=bool)
     if arr.dtype == np.float32:
-        mask |= np.isnan(data)
+        nan_mask = np.isnan(data)
         if np.isinf(data).any():
             raise DMENetCodecError("float32 chunks must not hold infinities")
-    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
-        mask |= data == nodata
+    if nodata is not None and not math.isnan(nodata):
+        nodata_mask = arr == _in_dtype(nodata, arr.dtype)
+    mask = nodata_mask | nan_mask
     ranges = []
     groups_in = np.empty((b, h, w), dtype=np.float32)
     for i in range(b):
@@ -131,7 +135,21 @@ def prepare(
     for start in range(0, b, 3):
         idx = [min(start + k, b - 1) for k in range(3)]
         groups.append(groups_in[idx])
-    return Prepared(arr.dtype.name, (b, h, w), tuple(ranges), groups, mask if mask.any() else None)
+    return Prepared(
+        arr.dtype.name,
+        (b, h, w),
+        tuple(ranges),
+        groups,
+        nodata_mask if nodata_mask.any() else None,
+        nan_mask if nan_mask.any() else None,
+    )
+
+
+def _in_dtype(value: float, dtype: np.dtype) -> float | np.floating:
+    """``value`` as the chunk's dtype stores it (float32 nodata like 0.1 is not 0.1 in float64)."""
+    if dtype.kind == "f":
+        return np.float32(value)
+    return value
 
 
 def _model(name: str):  # type: ignore[no-untyped-def]
@@ -172,7 +190,8 @@ def encode_arrays(
     for ci, p in enumerate(prepared):
         header = ChunkHeader(p.dtype, p.shape[0], p.shape[1], p.shape[2], float(quality), model_id,
                              z_shapes[ci], p.ranges)
-        chunks.append(Chunk(header, tuple(payloads[(ci, gi)] for gi in range(len(p.groups))), p.mask))
+        groups = tuple(payloads[(ci, gi)] for gi in range(len(p.groups)))
+        chunks.append(Chunk(header, groups, p.mask, p.nan_mask))
     return chunks
 
 
@@ -188,23 +207,26 @@ def _restore(chunk: Chunk, groups: list[np.ndarray], nodata: float | None) -> np
             out[i] = np.clip(np.rint(v), info.min, info.max)
         else:
             out[i] = v
-    fill: float | None = nodata
-    if fill is None and chunk.mask is not None:
-        fill = math.nan  # float32 chunks with NaN holes and no declared nodata
-    if fill is None:
+    if chunk.nan_mask is not None:
+        out[chunk.nan_mask] = np.nan
+    if nodata is None or math.isnan(nodata):
+        if chunk.mask is not None:
+            out[chunk.mask] = np.nan
         return out
+    fill = _in_dtype(nodata, dtype)
     for i, (lo, hi) in enumerate(h.ranges):
         band = out[i]
-        m = chunk.mask[i] if chunk.mask is not None else np.zeros(band.shape, dtype=bool)
-        if not math.isnan(fill):
-            clash = ~m & (band == fill)
-            if clash.any():
-                toward = (lo + hi) / 2
-                if dtype.kind in "iu":
-                    band[clash] = fill + (1 if toward >= fill else -1)
-                else:
-                    band[clash] = np.nextafter(np.float32(fill), np.float32(toward))
-        band[m] = fill
+        clash = band == fill
+        if chunk.mask is not None:
+            clash &= ~chunk.mask[i]
+        if clash.any():
+            toward = (lo + hi) / 2
+            if dtype.kind in "iu":
+                band[clash] = fill + (1 if toward >= fill else -1)
+            else:
+                band[clash] = np.nextafter(np.float32(fill), np.float32(toward))
+        if chunk.mask is not None:
+            band[chunk.mask[i]] = fill
     return out
 
 

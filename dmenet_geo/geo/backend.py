@@ -19,6 +19,7 @@ import xarray as xr
 from xarray.backends import BackendEntrypoint
 
 from dmenet_geo.geo.errors import GeoError
+from dmenet_geo.geo.remote import exists, is_url, join, read_json, storage_options
 from dmenet_geo.geo.store import META_KEY, overview_path
 
 __all__ = ["DMENetBackendEntrypoint", "check_store"]
@@ -33,11 +34,21 @@ def _root_attrs(path: Path) -> dict[str, Any] | None:
 
 
 def check_store(store: str | os.PathLike[str]) -> str:
-    """The store's path, after checking it is a complete dmenet_geo store (one-line GeoError if not)."""
+    """The store's path (or URL, e.g. ``s3://bucket/scene.zarr``), after checking it is a complete
+    dmenet_geo store (one-line GeoError if not)."""
+    if is_url(os.fspath(store)):
+        url = os.fspath(store).rstrip("/")
+        meta = read_json(join(url, "zarr.json"))
+        if meta is None and not exists(url):
+            raise GeoError(f"{url}: no such store")
+        return _check_attrs(url, meta.get("attributes") if isinstance(meta, dict) else None)
     path = Path(os.fspath(store))
     if not path.exists():
         raise GeoError(f"{path}: no such store")
-    attrs = _root_attrs(path)
+    return _check_attrs(os.fspath(path), _root_attrs(path))
+
+
+def _check_attrs(path: str, attrs: dict[str, Any] | None) -> str:
     if attrs is None:
         raise GeoError(f"{path}: not a Zarr v3 store (no readable zarr.json)")
     meta = attrs.get(META_KEY)
@@ -45,7 +56,7 @@ def check_store(store: str | os.PathLike[str]) -> str:
         raise GeoError(f"{path}: a Zarr store, but not one written by dmenet_geo")
     if not meta.get("complete", False):
         raise GeoError(f"{path}: the store is incomplete (its compression did not finish)")
-    return os.fspath(path)
+    return path
 
 
 class DMENetBackendEntrypoint(BackendEntrypoint):
@@ -75,10 +86,12 @@ class DMENetBackendEntrypoint(BackendEntrypoint):
         group = None
         if overview:
             group = overview_path(int(overview))
-            if not (Path(path) / group / "zarr.json").exists():
+            if not exists(join(path, group, "zarr.json")):
                 raise GeoError(f"{path}: the store has no overview level {overview}")
+        options = storage_options(path)
         return ZarrBackendEntrypoint().open_dataset(
             path,
+            **({"storage_options": options} if options is not None else {}),
             group=group,
             mask_and_scale=mask_and_scale,
             decode_coords=decode_coords,

@@ -11,6 +11,7 @@ import numpy as np
 
 from dmenet_geo.geo.backend import check_store
 from dmenet_geo.geo.convention import georef_from_attrs
+from dmenet_geo.geo.remote import is_url, tree_bytes
 from dmenet_geo.geo.store import IMAGE, META_KEY, attrs_of, child_array, child_group, open_root, overview_path
 from dmenet_geo.geo.summary import directory_bytes
 
@@ -104,7 +105,7 @@ def store_info(store: str | os.PathLike[str]) -> StoreInfo:
             overviews.append((level, int(factor), int(child_array(group, IMAGE).shape[-1])))
     nodata = image_attrs.get("nodata")
     return StoreInfo(
-        store=os.path.abspath(path),
+        store=path if is_url(path) else os.path.abspath(path),
         width=ref.width,
         height=ref.height,
         bands=tuple(int(b) for b in np.asarray(child_array(root, "band")[:])),
@@ -128,7 +129,7 @@ def store_info(store: str | os.PathLike[str]) -> StoreInfo:
         overviews=tuple(overviews),
         footprint_wkt=root_attrs.get("footprint_wkt"),
         footprint_geojson=root_attrs.get("footprint"),
-        store_bytes=directory_bytes(Path(path)),
+        store_bytes=tree_bytes(path) if is_url(path) else directory_bytes(Path(path)),
         source=meta.get("source"),
         model=meta.get("model"),
     )

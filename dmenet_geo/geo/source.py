@@ -3,8 +3,9 @@ so reads are safe from any thread or process and nothing holds the whole scene).
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from rasterio.windows import Window
 
 from dmenet_geo.geo.convention import GeoReference, check_transform
 from dmenet_geo.geo.errors import GeoError
+from dmenet_geo.geo.remote import gdal_options
 
-__all__ = ["RasterSource", "SUPPORTED_DTYPES", "inspect_raster", "read_window"]
+__all__ = ["RasterSource", "SUPPORTED_DTYPES", "inspect_raster", "read_tags", "read_window"]
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float32")
 _COLOR_NAMES = {"red", "green", "blue", "gray", "alpha", "undefined"}
@@ -53,6 +55,17 @@ class RasterSource:
         return self.count * self.height * self.width * np.dtype(self.dtype).itemsize
 
 
+@contextlib.contextmanager
+def _open(path: str) -> Iterator[rasterio.io.DatasetReader]:
+    """``rasterio.open`` for reading, with the GDAL options an ``s3://`` path on a custom endpoint needs
+    (kept for the whole ``with`` block: GDAL reads them on every request, not only at open)."""
+    options = gdal_options(path)
+    with contextlib.ExitStack() as stack:
+        if options:
+            stack.enter_context(rasterio.Env(**options))
+        yield stack.enter_context(rasterio.open(path))
+
+
 def _band_name(index: int, description: str | None, colorinterp: str, used: set[str]) -> str:
     name = (description or "").strip()
     if not name and colorinterp in _COLOR_NAMES - {"undefined", "gray"}:
@@ -72,7 +85,7 @@ def inspect_raster(path: str | os.PathLike[str], bands: Sequence[int] | None = N
     if not Path(spath).exists() and "://" not in spath:
         raise GeoError(f"{spath}: no such file")
     try:
-        with rasterio.open(spath) as src:
+        with _open(spath) as src:
             count, width, height = src.count, src.width, src.height
             dtypes = set(src.dtypes)
             crs, transform, nodata = src.crs, src.transform, src.nodata
@@ -121,7 +134,17 @@ def inspect_raster(path: str | os.PathLike[str], bands: Sequence[int] | None = N
 def read_window(source: RasterSource, row: int, col: int, height: int, width: int) -> np.ndarray:
     """Read ``(bands, height, width)`` pixels at (row, col) of the selected bands."""
     try:
-        with rasterio.open(source.path) as src:
+        with _open(source.path) as src:
             return src.read(list(source.bands), window=Window(col, row, width, height))
     except RasterioIOError as exc:
         raise GeoError(f"{source.path}: read failed at row {row}, col {col}: {exc}") from None
+
+
+def read_tags(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The dataset-level metadata tags of a raster (e.g. ``TIFFTAG_DATETIME``)."""
+    spath = os.fspath(path)
+    try:
+        with _open(spath) as src:
+            return dict(src.tags())
+    except RasterioIOError as exc:
+        raise GeoError(f"{spath}: not a readable raster ({str(exc).splitlines()[0]})") from None

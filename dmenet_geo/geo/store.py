@@ -33,6 +33,8 @@ from dmenet_geo.geo.convention import (
     spatial_ref_attrs,
 )
 from dmenet_geo.geo.errors import GeoError
+from dmenet_geo.geo.faults import checkpoint
+from dmenet_geo.geo.remote import is_url, join, list_sizes, read_json, write_bytes_atomic, zarr_store
 from dmenet_geo.geo.source import RasterSource
 
 __all__ = [
@@ -46,7 +48,9 @@ __all__ = [
     "finalize_store",
     "open_root",
     "overview_path",
+    "read_root_attrs",
     "serializer_config",
+    "update_root_attrs",
     "write_overview_region",
 ]
 
@@ -60,7 +64,15 @@ def overview_path(level: int) -> str:
 
 
 def open_root(path: str | os.PathLike[str], mode: str = "r") -> zarr.Group:
-    return zarr.open_group(os.fspath(path), mode=mode)  # type: ignore[arg-type]
+    """The root group of a store (a local path or an fsspec URL such as ``s3://bucket/scene.zarr``)."""
+    return zarr.open_group(zarr_store(os.fspath(path), read_only=mode == "r"), mode=mode)  # type: ignore[arg-type]
+
+
+def read_root_attrs(path: str) -> dict[str, Any] | None:
+    """The root group's attributes read straight from its ``zarr.json`` (``None`` if unreadable)."""
+    meta = read_json(join(path, "zarr.json"))
+    attrs = meta.get("attributes") if isinstance(meta, dict) else None
+    return attrs if isinstance(attrs, dict) else None
 
 
 def child_array(group: zarr.Group, name: str) -> zarr.Array:
@@ -148,12 +160,16 @@ def create_store(
     codec_config: dict[str, Any],
     factors: tuple[int, ...],
     meta: dict[str, Any],
+    serializer: str = "dmenet",
 ) -> None:
-    """Create the whole hierarchy (metadata, coordinates, empty image and overview arrays)."""
-    root = zarr.open_group(path, mode="w-", zarr_format=3)
+    """Create the whole hierarchy (metadata, coordinates, empty image and overview arrays).
+
+    ``serializer``: the image's array-to-bytes codec (``dmenet``, or ``dmenet_geo.jpeg2k`` for the
+    classical baseline) and ``codec_config`` its configuration."""
+    root = zarr.open_group(zarr_store(path), mode="w-", zarr_format=3)
     root.attrs.update({META_KEY: meta})
     _write_group(root, source, source.georef, chunk,
-                 {"serializer": {"name": "dmenet", "configuration": codec_config}, "compressors": None})
+                 {"serializer": {"name": serializer, "configuration": codec_config}, "compressors": None})
     for level, factor in enumerate(factors, start=1):
         group = root.create_group(overview_path(level))
         group.attrs.update({META_KEY: {"overview_factor": factor, "resampling": "average"}})
@@ -162,17 +178,22 @@ def create_store(
 
 def write_overview_region(path: str, level: int, row: int, col: int, data: np.ndarray) -> None:
     """Write one block's overview cells (rows/cols in overview pixels)."""
-    arr = zarr.open_array(path, path=f"{overview_path(level)}/{IMAGE}", mode="r+")
+    arr = zarr.open_array(zarr_store(path), path=f"{overview_path(level)}/{IMAGE}", mode="r+")
     arr[:, row : row + data.shape[1], col : col + data.shape[2]] = data
 
 
 def finalize_store(path: str, attrs: dict[str, Any]) -> None:
     """Add the final root attributes and consolidate the metadata (one read opens the store)."""
-    root = zarr.open_group(path, mode="r+")
+    root = zarr.open_group(zarr_store(path), mode="r+")
     root.attrs.update(attrs)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        zarr.consolidate_metadata(path)
+        zarr.consolidate_metadata(zarr_store(path))
+
+
+def update_root_attrs(path: str, attrs: dict[str, Any]) -> None:
+    """Update root attributes (no consolidation): used to mark a freshly created store resumable."""
+    zarr.open_group(zarr_store(path), mode="r+").attrs.update(attrs)
 
 
 class RawChunkIO:
@@ -190,19 +211,32 @@ class RawChunkIO:
     @property
     def zarray(self) -> zarr.Array:
         if self._arr is None:
-            self._arr = zarr.open_array(self.store, path=self.array, mode=self.mode)
+            self._arr = zarr.open_array(zarr_store(self.store, read_only=self.mode == "r"), path=self.array,
+                                        mode=self.mode)
         return self._arr
 
     def key(self, coords: tuple[int, ...]) -> str:
         return self.zarray.metadata.encode_chunk_key(coords)
 
     def put(self, coords: tuple[int, ...], data: bytes) -> None:
-        if not os.path.exists(os.path.join(self.store, "zarr.json")):
-            # the run failed and its partial store was removed while this task was still running:
-            # writing now would recreate a stray directory
-            raise GeoError(f"{self.store} was removed; chunk {coords} not written")
-        buf = default_buffer_prototype().buffer.from_bytes(data)
-        sync((self.zarray.store_path / self.key(coords)).set(buf))
+        """Write one chunk object atomically (local: temporary file + ``os.replace``; object storage:
+        one PUT), so a chunk that exists is always whole: resumed runs rely on that."""
+        if is_url(self.store):
+            buf = default_buffer_prototype().buffer.from_bytes(data)
+            sync((self.zarray.store_path / self.key(coords)).set(buf))
+        else:
+            if not os.path.exists(os.path.join(self.store, "zarr.json")):
+                # the run failed and its partial store was removed while this task was still running:
+                # writing now would recreate a stray directory
+                raise GeoError(f"{self.store} was removed; chunk {coords} not written")
+            write_bytes_atomic(os.path.join(self.store, self.array, self.key(coords)), data)
+        checkpoint("chunk")
+
+    def existing(self, coords: list[tuple[int, ...]]) -> dict[tuple[int, ...], int]:
+        """``{coords: size}`` of those of ``coords`` whose chunk is already stored (one listing)."""
+        wanted = {self.key(c): c for c in coords}
+        found = list_sizes(join(self.store, self.array))
+        return {wanted[k]: n for k, n in found.items() if k in wanted and n > 0}
 
     def get(self, coords: tuple[int, ...]) -> bytes | None:
         buf = sync((self.zarray.store_path / self.key(coords)).get(default_buffer_prototype()))

@@ -23,6 +23,20 @@ Atomicity
     store is complete and its metadata consolidated; on any error (or Ctrl-C) the partial store is
     removed, so a failed run leaves nothing behind.
 
+Resuming (``resume=True``, what ``dmenet-geo batch`` uses)
+    The store is written in place (there is no rename on object storage) and marked resumable as soon
+    as its empty hierarchy exists: its root metadata records a *resume key*, a digest of everything
+    that decides the chunk bytes (source path, size and modification time or ETag, bands, quality or
+    target PSNR, chunk size, selected chunks, overview factors, codec configuration with the weights'
+    SHA-256). A later run with the same key lists the chunk objects already stored and encodes only the
+    missing ones: every chunk object is written whole (a temporary file renamed into place locally, a
+    single PUT on S3), so a chunk that exists is complete, and encoding is deterministic, so a store
+    finished by a resumed run decodes exactly like one written in a single run. A killed run therefore
+    loses at most the chunks that were being encoded. The overviews, the footprint and the summary are
+    recomputed from the source on every run (reading is cheap next to encoding; the stored chunks are
+    decoded only to re-measure the sampled PSNR). Until ``complete`` is set at the very end the store
+    is refused by ``open_dataset``; a batch job adds its own completion marker after that.
+
 Footprint and overviews
     Each task reduces its valid-and-written pixels to a coarse mask (cells of 4+ pixels); the driver
     traces it into a polygon (native-CRS WKT and EPSG:4326 GeoJSON). The same pass averages the block
@@ -33,6 +47,8 @@ Footprint and overviews
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 import math
 import os
 import shutil
@@ -50,8 +66,19 @@ from dmenet_geo.geo.footprint import trace_footprint
 from dmenet_geo.geo.grid import ChunkGrid
 from dmenet_geo.geo.overview import choose_factors, footprint_factor
 from dmenet_geo.geo.quality import QUALITY_MAX, QUALITY_MIN
-from dmenet_geo.geo.source import inspect_raster
-from dmenet_geo.geo.store import META_KEY, RawChunkIO, create_store, finalize_store, write_overview_region
+from dmenet_geo.geo.remote import file_identity, is_url, join, list_sizes, normalize, remove_tree, tree_bytes
+from dmenet_geo.geo.source import RasterSource, inspect_raster
+from dmenet_geo.geo.store import (
+    IMAGE,
+    META_KEY,
+    RawChunkIO,
+    create_store,
+    finalize_store,
+    overview_path,
+    read_root_attrs,
+    update_root_attrs,
+    write_overview_region,
+)
 from dmenet_geo.geo.summary import CompressSummary, directory_bytes
 from dmenet_geo.geo.tasks import BlockResult, EncodeSettings, process_block
 
@@ -109,6 +136,9 @@ def compress_geotiff(
     num_workers: int | None = 2,
     psnr_samples: int = 8,
     overwrite: bool = False,
+    codec: str = "dmenet",
+    jpeg2k_level: float = 40.0,
+    resume: bool = False,
 ) -> CompressSummary:
     """Compress a GeoTIFF into a Zarr v3 store of DMENet chunks that xarray opens as a Dataset.
 
@@ -118,21 +148,29 @@ def compress_geotiff(
     written. Chunks that are entirely nodata are not written (they read back as nodata).
     ``overview``: True (8x, then 32x ... for big scenes), False, or factor(s). ``scheduler`` and
     ``num_workers`` go to ``dask.compute`` (``None``: Dask's default, e.g. a distributed Client).
-    See the module docstring for batching, memory and atomicity.
+    ``codec="jpeg2k"`` writes the same store with JPEG 2000 chunks instead (the classical baseline,
+    serializer ``dmenet_geo.jpeg2k``; integer dtypes): ``jpeg2k_level`` is OpenJPEG's PSNR target in
+    dB (0: lossless); ``quality``, ``target_psnr`` and ``model`` do not apply.
+    ``store`` may also be an fsspec URL (``s3://bucket/scene.zarr``, see :mod:`dmenet_geo.geo.remote`
+    for credentials and endpoints), written in place. ``resume=True`` writes in place too and continues
+    a store that an interrupted run with the same settings left (chunk-level: only missing chunks are
+    encoded); the store is kept when the run fails, so it can be resumed again.
+    See the module docstring for batching, memory, atomicity and resuming.
     """
     import dask
     from tqdm import tqdm
 
-    from dmenet_geo.codec import DMENetCodec, register_codecs
+    from dmenet_geo.codec import DMENetCodec, Jpeg2kCodec, register_codecs
 
     t0 = time.perf_counter()
     _check_options(quality, target_psnr, chunk, chunks_per_task)
     quality = float(quality)
     source = inspect_raster(src, bands)
-    dst = os.path.abspath(os.fspath(store))
-    if os.path.exists(dst) and not overwrite:
+    dst = normalize(store)
+    in_place = resume or is_url(dst)  # no partial copy + rename (object storage has no rename)
+    if not in_place and os.path.exists(dst) and not overwrite:
         raise GeoError(f"{dst} already exists (pass overwrite=True / --overwrite to replace it)")
-    if not os.path.isdir(os.path.dirname(dst)):
+    if not is_url(dst) and not os.path.isdir(os.path.dirname(dst)):
         raise GeoError(f"{os.path.dirname(dst)}: no such directory")
 
     grid = ChunkGrid(source.height, source.width, chunk)
@@ -144,14 +182,39 @@ def compress_geotiff(
             raise GeoError("the area of interest does not intersect the raster")
     factors = choose_factors(source.height, source.width, chunk, overview)
     mask_factor = footprint_factor(source.height, source.width, chunk)
-    codec_config = DMENetCodec(quality=quality, nodata=source.nodata, model=model).get_config()
+    chunk_codec: Any = None
+    if codec == "jpeg2k":
+        if target_psnr is not None:
+            raise GeoError("target_psnr applies to dmenet; JPEG 2000 takes jpeg2k_level (a PSNR target)")
+        if source.dtype not in ("uint8", "uint16", "int16"):
+            raise GeoError(f"JPEG 2000 codes uint8, uint16 and int16 rasters, not {source.dtype}")
+        chunk_codec = Jpeg2kCodec(level=jpeg2k_level)
+        serializer = chunk_codec.codec_id
+        codec_config = chunk_codec.get_config()
+    elif codec == "dmenet":
+        serializer = "dmenet"
+        codec_config = DMENetCodec(quality=quality, nodata=source.nodata, model=model).get_config()
+    else:
+        raise GeoError(f"codec must be 'dmenet' or 'jpeg2k', got {codec!r}")
     codec_config.pop("id", None)
     register_codecs()
 
-    partial = f"{dst}.partial-{uuid.uuid4().hex[:12]}"
+    partial = dst if in_place else f"{dst}.partial-{uuid.uuid4().hex[:12]}"
+    resume_key = _resume_key(source, selected, factors, chunk, quality, target_psnr, psnr_samples,
+                             serializer, codec_config)
+    resuming = _prepare_in_place(dst, resume_key, resume, overwrite) if in_place else False
+    reused: dict[tuple[int, int], int] = {}
     try:
         meta: dict[str, Any] = {"format_version": FORMAT_VERSION, "complete": False}
-        create_store(partial, source, chunk, codec_config, factors, meta)
+        if resuming:
+            found = RawChunkIO(dst).existing([(0, i, j) for i, j in selected])
+            reused = {(c[1], c[2]): n for c, n in found.items()}
+            for level in range(1, len(factors) + 1):  # recomputed in full below
+                remove_tree(join(dst, overview_path(level), IMAGE, "c"))
+        else:
+            create_store(partial, source, chunk, codec_config, factors, meta, serializer=serializer)
+            if in_place:  # recorded last: from here on an interrupted run can be resumed
+                update_root_attrs(partial, {META_KEY: {**meta, "resume_key": resume_key}})
         settings = EncodeSettings(
             source=source,
             grid=grid,
@@ -163,6 +226,7 @@ def compress_geotiff(
             mask_factor=mask_factor,
             sample=_sample(selected, psnr_samples),
             store=RawChunkIO(partial),
+            codec=chunk_codec,
         )
         blocks = grid.blocks(selected, chunks_per_task)
         mask_shape = (math.ceil(source.height / mask_factor), math.ceil(source.width / mask_factor))
@@ -175,7 +239,11 @@ def compress_geotiff(
         with tqdm(total=len(selected), unit="chunk", desc="compress", disable=not progress) as bar:
             for start in range(0, len(blocks), wave):
                 todo = blocks[start : start + wave]
-                tasks = [dask.delayed(process_block, pure=False)(b, settings) for b in todo]
+                tasks = [
+                    dask.delayed(process_block, pure=False)(
+                        b, settings, {ij: reused[ij] for ij in b.chunks if ij in reused} or None)
+                    for b in todo
+                ]
                 kwargs: dict[str, Any] = {}
                 if scheduler is not None:
                     kwargs["scheduler"] = scheduler
@@ -199,23 +267,92 @@ def compress_geotiff(
             store=dst, source=source, chunk=chunk, quality=quality, target_psnr=target_psnr,
             chunks_total=grid.count, chunks_selected=len(selected), written=written, qualities=qualities,
             psnrs=psnrs, skipped_nodata=skipped, overview_factors=factors,
-            overview_bytes=directory_bytes(Path(partial) / "overviews"),
+            overview_bytes=tree_bytes(join(partial, "overviews")),
             footprint=footprint, seconds=0.0,
         )
         meta = summary.store_metadata()
-        meta.update({"format_version": FORMAT_VERSION, "complete": True, "model": model,
+        meta.update({"format_version": FORMAT_VERSION, "complete": True,
+                     "model": model if chunk_codec is None else None, "serializer": serializer,
                      "codec": codec_config, "footprint_factor": mask_factor,
                      "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
+        if in_place:
+            meta["resume_key"] = resume_key
+            if not is_url(partial):
+                _remove_temp_files(partial)
         root_attrs: dict[str, Any] = {META_KEY: meta}
         if footprint is not None:
             root_attrs["footprint"] = footprint.geojson
             root_attrs["footprint_wkt"] = footprint.wkt
         finalize_store(partial, root_attrs)
-        _replace(partial, dst, overwrite)
+        if not in_place:
+            _replace(partial, dst, overwrite)
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        if not resume:  # a resumable store is kept for the next run
+            remove_tree(partial)
         raise
-    return summary.finished(seconds=time.perf_counter() - t0, store_bytes=directory_bytes(Path(dst)))
+    store_bytes = tree_bytes(dst) if is_url(dst) else directory_bytes(Path(dst))
+    return summary.finished(seconds=time.perf_counter() - t0, store_bytes=store_bytes)
+
+
+def _resume_key(
+    source: RasterSource,
+    selected: list[tuple[int, int]],
+    factors: tuple[int, ...],
+    chunk: int,
+    quality: float,
+    target_psnr: float | None,
+    psnr_samples: int,
+    serializer: str,
+    codec_config: dict[str, Any],
+) -> str:
+    """A digest of everything that decides the stored bytes and the summary (see "Resuming")."""
+    doc = {
+        "format_version": FORMAT_VERSION,
+        "source": normalize(source.path),
+        "identity": file_identity(source.path),
+        "bands": list(source.bands),
+        "chunk": chunk,
+        "selected": hashlib.sha256(json.dumps(sorted(selected)).encode()).hexdigest(),
+        "overview_factors": list(factors),
+        "quality": quality,
+        "target_psnr": target_psnr,
+        "psnr_samples": psnr_samples,
+        "serializer": serializer,
+        "codec": codec_config,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _prepare_in_place(dst: str, key: str, resume: bool, overwrite: bool) -> bool:
+    """Make ``dst`` ready for an in-place write; True when an earlier run's store is continued."""
+    attrs = read_root_attrs(dst)
+    meta = attrs.get(META_KEY) if attrs else None
+    meta = meta if isinstance(meta, dict) else None
+    if overwrite:
+        remove_tree(dst)
+        return False
+    if resume and meta is not None and meta.get("resume_key") == key:
+        return True
+    if resume and meta is not None and not meta.get("complete") and "resume_key" not in meta:
+        remove_tree(dst)  # interrupted while its empty hierarchy was created: nothing to keep
+        return False
+    if not list_sizes(dst):  # nothing there, or an empty directory
+        return False
+    if resume and meta is not None and "resume_key" in meta:
+        raise GeoError(f"{dst} was written with other settings or from another version of the source; "
+                       "pass overwrite=True / --overwrite to start it again")
+    raise GeoError(f"{dst} already exists (pass overwrite=True / --overwrite to replace it)")
+
+
+def _remove_temp_files(root: str) -> None:
+    """Temporary files of writes killed half-way by an earlier run (zarr never reads them)."""
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            if ".dmenet-tmp-" in name or name.endswith(".partial"):
+                try:
+                    os.unlink(os.path.join(dirpath, name))
+                except OSError:
+                    pass
 
 
 def _replace(partial: str, dst: str, overwrite: bool) -> None:

@@ -122,6 +122,7 @@ class DMENet(CompressionModel):
         self.log_inv_gain = nn.Parameter(-init.clone())
         self.log_hyper_gain = nn.Parameter(torch.zeros(self.config.levels, n))
         self.log_hyper_inv_gain = nn.Parameter(torch.zeros(self.config.levels, n))
+        self.weights_sha256: str | None = None  # set by dmenet_geo.model.zoo.load_model
         self._exact: nn.Module | None = None
         self._exact_synthesis: nn.Module | None = None
 

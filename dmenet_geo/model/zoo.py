@@ -87,6 +87,7 @@ def load_model(name: str | Path = "default", device: str | torch.device = "cpu")
     state = torch.load(info.path, map_location="cpu", weights_only=True)
     model = DMENet(info.config)
     model.load_state_dict(state)
+    model.weights_sha256 = actual
     if model.gaussian_conditional._offset.numel() == 0:
         model.update(force=True)
     return model.to(device).eval()
@@ -97,11 +98,16 @@ _LOCK = threading.Lock()
 
 
 def get_model(name: str = "default", device: str | torch.device = "cpu") -> DMENet:
-    """A shared, cached eval-mode instance (for codecs that decode many chunks)."""
+    """A shared, cached eval-mode instance (for codecs that decode many chunks).
+
+    The cache is keyed on the name, the device and the SHA-256 the sidecar currently records, so
+    weights replaced on disk are picked up instead of being used under a new identity.
+    """
     key = (str(name), str(torch.device(device)))
+    expected = model_info(name).sha256
     with _LOCK:
         model = _CACHE.get(key)
-        if model is None:
+        if model is None or getattr(model, "weights_sha256", None) != expected:
             model = load_model(name, device)
             for p in model.parameters():
                 p.requires_grad_(False)
