@@ -30,7 +30,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -39,17 +38,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as a script (also the worker): make ``pipelines`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipelines.complexity_report import PAPER, format_table  # noqa: E402
+
 INPUT_SHAPE = (1, 3, 256, 256)
 REPEATS = 5
-
-# Table 3 of Shi et al. (DMENet), N = 256, input 3 x 256 x 256, NVIDIA GeForce RTX 3090.
-PAPER = {
-    "params_m": 5.30,
-    "flops_g": 5.51,
-    "memory_gb": 3.1,
-    "compress_s": 0.166,
-    "decompress_s": 0.083,
-}
 
 
 # ------------------------------------------------------------------------------------ worker
@@ -259,83 +254,6 @@ def run_worker(n: int, device: str, threads: int, model_name: str | None) -> dic
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _m(row: dict[str, Any], *parts: str) -> str:
-    return f"{sum(row['params_by_part'][p] for p in parts) / 1e6:.2f} M"
-
-
-def _fmt_mem(num_bytes: int) -> str:
-    if num_bytes >= 1 << 30:
-        return f"{num_bytes / (1 << 30):.2f} GB"
-    return f"{num_bytes / (1 << 20):.0f} MB"
-
-
-def format_table(rows: list[dict[str, Any]], device: str, threads: int) -> str:
-    """The Table 3 comparison as fixed-width text."""
-    headers = ["", "paper DMENet (N=256, RTX 3090)"]
-    headers += [f"this, N={r['n']} ({r['weights']})" for r in rows]
-    lines_data = [
-        ["Parameters", f"{PAPER['params_m']:.2f} M"] + [f"{r['params'] / 1e6:.2f} M" for r in rows],
-        ["  g_a + g_s", "-"] + [_m(r, "g_a", "g_s") for r in rows],
-        ["  h_a + h_s (hyperprior)", "-"] + [_m(r, "h_a", "h_s") for r in rows],
-        ["  LSM (entropy-parameter head)", "-"] + [_m(r, "lsm_or_head") for r in rows],
-        ["FLOPs (2 x MAC)", f"{PAPER['flops_g']:.2f} G (unit not stated)"]
-        + [f"{r['flops_total'] / 1e9:.2f} G" for r in rows],
-        ["MACs", "-"] + [f"{r['macs_total'] / 1e9:.2f} G" for r in rows],
-        ["  of which SEB deform_conv2d (analytic)", "-"]
-        + [f"{r['deform_conv_macs'] / 1e9:.3f} G" for r in rows],
-        ["Peak memory", f"{PAPER['memory_gb']:.1f} GB (GPU)"]
-        + [_fmt_mem(r["peak_memory_bytes"]) for r in rows],
-        ["Compression time", f"{PAPER['compress_s']:.3f} s"] + [f"{r['compress_s']:.3f} s" for r in rows],
-        ["Reconstruction time", f"{PAPER['decompress_s']:.3f} s"]
-        + [f"{r['decompress_s']:.3f} s" for r in rows],
-        ["  g_s alone, float32 / float64", "-"]
-        + [f"{r['g_s_float32_s']:.3f} s / {r['g_s_float64_s']:.3f} s" for r in rows],
-        ["Compressed size (quality q)", "-"]
-        + [f"{r['bytes']} B, {r['bpp']:.3f} bpp (q={r['quality']:g})" for r in rows],
-    ]
-    widths = [max(len(str(row[i])) for row in [headers, *lines_data]) for i in range(len(headers))]
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    out = [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out += [line(r) for r in lines_data]
-    cpu = _cpu_name()
-    where = f"{device}, {threads} thread(s), {cpu}, torch {_torch_version()}"
-    try:
-        load = ", load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        load = ""
-    out += [
-        "",
-        f"Input 3x256x256; measured on {where}{load}. Times: median of {REPEATS} after a warm-up.",
-        "FLOPs: FlopCounterMode over g_a + h_a + entropy parameters + g_s (convolutions only), plus",
-        "SEB's deform_conv2d added analytically (FlopCounterMode does not count it).",
-        f"Memory: {rows[0]['memory_kind']}; the paper's figure is GPU memory and not comparable.",
-        "Parameters: the whole model (transforms, hyperprior, LSM, entropy bottleneck, gain vectors).",
-        "Times: model.compress / model.decompress at the highest quality, including the float64 CPU",
-        "entropy-parameter pass and the rANS coder; untrained weights code few non-zero symbols.",
-        "'g_s alone' times the synthesis transform in float32 and in a float64 copy.",
-    ]
-    return "\n".join(out)
-
-
-def _cpu_name() -> str:
-    try:
-        for text in Path("/proc/cpuinfo").read_text().splitlines():
-            if text.startswith("model name"):
-                return text.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _torch_version() -> str:
-    import torch
-
-    return torch.__version__
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -369,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [run_worker(n, args.device, args.threads, None) for n in widths]
     if args.model:
         rows.append(run_worker(0, args.device, args.threads, args.model))
-    print(format_table(rows, args.device, args.threads))
+    print(format_table(rows, args.device, args.threads, REPEATS))
     if args.json:
         args.json.write_text(json.dumps({"paper": PAPER, "rows": rows}, indent=2) + "\n")
         print(f"wrote {args.json}")

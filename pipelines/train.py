@@ -44,7 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-lsm", action="store_true")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=128)
-    p.add_argument("--downscale", type=float, default=0.5, help="fraction of crops from 2x-down-scaled images")
+    p.add_argument(
+        "--downscale", type=float, default=0.5, help="fraction of crops from 2x-down-scaled images"
+    )
     p.add_argument("--lr", type=float, default=1e-4, help="main Adam learning rate (paper: 1e-4)")
     p.add_argument("--min-lr", type=float, default=1e-6)
     p.add_argument("--aux-lr", type=float, default=1e-3)
@@ -66,7 +68,9 @@ def atomic_save(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def validate(model: DMENet, crops: torch.Tensor, levels: list[float], device: torch.device) -> dict[str, float]:
+def validate(
+    model: DMENet, crops: torch.Tensor, levels: list[float], device: torch.device
+) -> dict[str, float]:
     """Estimated bpp and PSNR (rounded latents) at a few qualities."""
     model.eval()
     out: dict[str, float] = {}
@@ -128,30 +132,53 @@ def main(argv: list[str] | None = None) -> int:
     val_crops = None
     if args.val:
         vfiles = list_images(args.val)
-        vfiles = [vfiles[i] for i in sorted(random.Random(1).sample(range(len(vfiles)), min(args.val_images, len(vfiles))))]
+        vfiles = [
+            vfiles[i]
+            for i in sorted(random.Random(1).sample(range(len(vfiles)), min(args.val_images, len(vfiles))))
+        ]
         vset = CropDataset(vfiles, 256, 0.0)
         val_crops = torch.stack(
             [torch.from_numpy(img[:256, :256].copy()).permute(2, 0, 1).float() / 255 for img in vset.images]
         )
     levels = [1.0, float((config.levels + 1) // 2), float(config.levels)] if config.levels > 1 else [1.0]
-    print(f"device={device} threads={torch.get_num_threads()} config={config.to_json()} "
-          f"train_images={len(train_set)} start_step={step}", flush=True)
+    print(
+        f"device={device} threads={torch.get_num_threads()} config={config.to_json()} "
+        f"train_images={len(train_set)} start_step={step}",
+        flush=True,
+    )
 
     def save() -> None:
         elapsed = elapsed_before + time.time() - start
         atomic_save(
-            {"model": model.state_dict(), "opt_main": opt.main.state_dict(), "opt_aux": opt.aux.state_dict(),
-             "scheduler": sched.state_dict(), "step": step, "elapsed_s": elapsed, "config": config.to_json()},
+            {
+                "model": model.state_dict(),
+                "opt_main": opt.main.state_dict(),
+                "opt_aux": opt.aux.state_dict(),
+                "scheduler": sched.state_dict(),
+                "step": step,
+                "elapsed_s": elapsed,
+                "config": config.to_json(),
+            },
             args.out / "checkpoint.pt",
         )
         export = DMENet(config)
         export.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()}, strict=False)
         export.update(force=True)
-        atomic_save({k: v.float() if v.is_floating_point() else v for k, v in export.state_dict().items()},
-                    args.out / "weights.pt")
-        meta = {"config": config.to_dict(), "steps": step, "train_hours": round(elapsed / 3600, 3),
-                "device": str(device), "batch": args.batch, "crop": args.crop, "lr": args.lr,
-                "train": [str(p) for p in args.train], "seed": args.seed}
+        atomic_save(
+            {k: v.float() if v.is_floating_point() else v for k, v in export.state_dict().items()},
+            args.out / "weights.pt",
+        )
+        meta = {
+            "config": config.to_dict(),
+            "steps": step,
+            "train_hours": round(elapsed / 3600, 3),
+            "device": str(device),
+            "batch": args.batch,
+            "crop": args.crop,
+            "lr": args.lr,
+            "train": [str(p) for p in args.train],
+            "seed": args.seed,
+        }
         (args.out / "weights.json").write_text(json.dumps(meta, indent=2))
         print(f"checkpoint step={step} elapsed_h={elapsed / 3600:.2f}", flush=True)
 
@@ -171,14 +198,20 @@ def main(argv: list[str] | None = None) -> int:
         acc["n"] += 1
         if step % args.log_every == 0:
             n = acc["n"]
-            print(f"step={step} loss={acc['loss'] / n:.4f} bpp={acc['bpp'] / n:.4f} "
-                  f"psnr={10 * math.log10(1 / max(acc['mse'] / n, 1e-10)):.2f} lr={opt.main.param_groups[0]['lr']:.2e} "
-                  f"s/step={(time.time() - start) / max(1, step - start_step):.3f}", flush=True)
+            print(
+                f"step={step} loss={acc['loss'] / n:.4f} bpp={acc['bpp'] / n:.4f} "
+                f"psnr={10 * math.log10(1 / max(acc['mse'] / n, 1e-10)):.2f} "
+                f"lr={opt.main.param_groups[0]['lr']:.2e} "
+                f"s/step={(time.time() - start) / max(1, step - start_step):.3f}",
+                flush=True,
+            )
             acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
         if val_crops is not None and step % args.val_every == 0:
             stats = validate(model, val_crops, levels, device)
-            val_loss = sum(stats[f"bpp@{q:g}"] + config.lambda_for(q) * 255**2 * 10 ** (-stats[f"psnr@{q:g}"] / 10)
-                           for q in levels)
+            val_loss = sum(
+                stats[f"bpp@{q:g}"] + config.lambda_for(q) * 255**2 * 10 ** (-stats[f"psnr@{q:g}"] / 10)
+                for q in levels
+            )
             sched.step(val_loss)
             print("val " + " ".join(f"{k}={v:.3f}" for k, v in stats.items()), flush=True)
         if time.time() - last_ckpt > args.checkpoint_minutes * 60:

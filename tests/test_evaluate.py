@@ -18,7 +18,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from dmenet_geo.model import DMENet  # noqa: E402
 from pipelines import evaluate as ev  # noqa: E402
-from pipelines.rd_metrics import bd_quality, bd_rate  # noqa: E402
+from pipelines.rd.bd import bd_quality, bd_rate  # noqa: E402
 
 VAL = Path("/work/shared/data/val")
 NOTEBOOK = REPO_ROOT / "notebooks" / "rate_distortion.ipynb"
@@ -155,7 +155,7 @@ def test_classical_sweep_gives_increasing_bpp(key: str, one_tile: np.ndarray) ->
 
 def test_tile_metrics_of_an_exact_copy_are_capped(one_tile: np.ndarray) -> None:
     m = ev.tile_metrics(one_tile, one_tile.copy())
-    assert m["mse"] == 0 and m["psnr"] == ev.DB_CAP and m["ms_ssim_db"] == ev.DB_CAP
+    assert m.mse == 0 and m.psnr == ev.DB_CAP and m.ms_ssim_db == ev.DB_CAP
 
 
 # ------------------------------------------------------------------- learned codecs
@@ -166,9 +166,9 @@ def test_dmenet_curve_from_a_weights_file(tmp_path: Path, small_model: DMENet, o
     torch.save(small_model.state_dict(), weights)
     weights.with_suffix(".json").write_text(json.dumps({"config": small_model.config.to_dict()}))
     curve = ev.evaluate_dmenet([one_tile, one_tile[::-1].copy()], [1, 4.5, 8], weights, progress=False)
-    assert curve["rate_source"].startswith("latents")
-    assert [p["setting"] for p in curve["points"]] == [1.0, 4.5, 8.0]
-    assert all(p["bpp"] > 0 and p["tiles"] == 2 and math.isfinite(p["psnr"]) for p in curve["points"])
+    assert curve.kind == "dmenet" and curve.rate_source and curve.rate_source.startswith("latents")
+    assert [p.setting for p in curve.points] == [1.0, 4.5, 8.0]
+    assert all(p.bpp > 0 and p.tiles == 2 and math.isfinite(p.psnr) for p in curve.points)
     with pytest.raises(ValueError):
         ev.evaluate_dmenet([one_tile], [0.5], weights, progress=False)
 
@@ -184,8 +184,9 @@ def test_compressai_baseline_checkpoints(tmp_path: Path, one_tile: np.ndarray) -
         paths.append(tmp_path / f"q{i}.pth.tar")
         torch.save({"state_dict": net.state_dict()}, paths[-1])
     curve = ev.evaluate_compressai([one_tile], paths, progress=False)
-    assert {p["setting"] for p in curve["points"]} == {"q0", "q1"}
-    assert all(p["bpp"] > 0 for p in curve["points"])
+    assert {p.setting for p in curve.points} == {"q0", "q1"}
+    assert all(p.bpp > 0 for p in curve.points)
+    assert curve.checkpoints == [str(p) for p in paths]
 
 
 def test_cli_end_to_end(tmp_path: Path, tile_dir: Path) -> None:
@@ -219,8 +220,13 @@ def test_cli_end_to_end(tmp_path: Path, tile_dir: Path) -> None:
         assert set(row) == {"bd_rate_psnr_pct", "bd_rate_ms_ssim_db_pct", "bd_psnr_db"}
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the result is usable as a learned baseline of a later run
-    curve = ev._curve_from_json(out_json, "DMENet", "baseline")
-    assert curve["points"] == result["curves"]["DMENet"]["points"]
+    curve = ev.curve_from_json(out_json, "DMENet", "baseline")
+    assert curve.kind == "baseline-json" and curve.source == str(out_json)
+    assert curve.to_dict()["points"] == result["curves"]["DMENet"]["points"]
+    # the JSON reads back into the dataclasses and writes out unchanged
+    again = tmp_path / "again.json"
+    ev.write_json(ev.RDResult.from_dict(result), again)
+    assert again.read_text() == out_json.read_text()
 
 
 # ----------------------------------------------------------------------- notebook

@@ -12,9 +12,7 @@ __all__ = ["DMENetConfig", "DEFAULT_LAMBDAS", "ConfigError"]
 # Eight operating points, geometric from 0.0009 to 0.0483. The scale follows CompressAI's MSE
 # convention: loss = bpp + lambda * 255**2 * (MSE + psi * Loss_MDSE) on images in [0, 1]; 0.0483 is
 # CompressAI's own quality-6 lambda. The paper's lambdas (0.007..0.660) do not state their scale.
-DEFAULT_LAMBDAS: tuple[float, ...] = tuple(
-    round(0.0009 * (0.0483 / 0.0009) ** (k / 7), 6) for k in range(8)
-)
+DEFAULT_LAMBDAS: tuple[float, ...] = tuple(round(0.0009 * (0.0483 / 0.0009) ** (k / 7), 6) for k in range(8))
 
 CONFIG_ID = "dmenet-model"
 
@@ -52,7 +50,11 @@ class DMENetConfig:
         if any(b <= a for a, b in zip(lambdas, lambdas[1:], strict=False)):
             raise ConfigError(f"lambdas must increase strictly, got {lambdas}")
         object.__setattr__(self, "lambdas", lambdas)
-        if isinstance(self.psi, bool) or not isinstance(self.psi, (int, float)) or not math.isfinite(self.psi):
+        if (
+            isinstance(self.psi, bool)
+            or not isinstance(self.psi, (int, float))
+            or not math.isfinite(self.psi)
+        ):
             raise ConfigError(f"psi must be a finite number, got {self.psi!r}")
         if self.psi < 0:
             raise ConfigError(f"psi must be >= 0, got {self.psi}")

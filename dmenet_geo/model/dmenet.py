@@ -99,12 +99,8 @@ class DMENet(CompressionModel):
         q, h, t = n // 4, n // 2, 3 * n // 4
         sdpm_enc: nn.Module = SDPM(h) if self.config.use_sdpm else nn.Identity()
         sdpm_dec: nn.Module = SDPM(h) if self.config.use_sdpm else nn.Identity()
-        self.g_a = nn.Sequential(
-            CBlock(3, q, 7), CBlock(q, h, 3), sdpm_enc, CBlock(h, t, 3), CBlock(t, n, 3)
-        )
-        self.g_s = nn.Sequential(
-            RBlock(n, t), RBlock(t, h), sdpm_dec, RBlock(h, q), RBlock(q, 3)
-        )
+        self.g_a = nn.Sequential(CBlock(3, q, 7), CBlock(q, h, 3), sdpm_enc, CBlock(h, t, 3), CBlock(t, n, 3))
+        self.g_s = nn.Sequential(RBlock(n, t), RBlock(t, h), sdpm_dec, RBlock(h, q), RBlock(q, 3))
         self.h_a = nn.Sequential(
             nn.Conv2d(n, n, 3, padding=1),
             nn.ReLU(inplace=True),
@@ -125,6 +121,7 @@ class DMENet(CompressionModel):
         self.weights_sha256: str | None = None  # set by dmenet_geo.model.zoo.load_model
         self._exact: nn.Module | None = None
         self._exact_synthesis: nn.Module | None = None
+        self._cdf_lists: tuple[list[list[int]], list[int], list[int]] | None = None
 
     # ----------------------------------------------------------------- gains
     def _gain(self, table: Tensor, quality: Tensor) -> Tensor:
@@ -184,6 +181,7 @@ class DMENet(CompressionModel):
         """Call after changing weights in place (the float64 copies are rebuilt on next use)."""
         self._exact = None
         self._exact_synthesis = None
+        self._cdf_lists = None
 
     def _synthesis64(self, device: torch.device) -> nn.Module:
         cached = self._exact_synthesis
@@ -234,7 +232,7 @@ class DMENet(CompressionModel):
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         indexes, means = self._indexes_and_means(z_hat, q)
         symbols = torch.round(y.float().cpu() - means)
-        y_strings = self.gaussian_conditional.compress(symbols, indexes)
+        y_strings = self._encode_y(symbols, indexes)
         return CompressedLatents(
             y_strings=list(y_strings),
             z_strings=list(z_strings),
@@ -252,13 +250,48 @@ class DMENet(CompressionModel):
         device = next(self.parameters()).device
         z_hat = self.entropy_bottleneck.decompress(latents.z_strings, latents.z_shape)
         indexes, means = self._indexes_and_means(z_hat, q)
-        symbols = self.gaussian_conditional.decompress(latents.y_strings, indexes)
+        symbols = self._decode_y(latents.y_strings, indexes)
         digests = [_digest(s) for s in symbols]
         inv = torch.exp(self._table64(self.log_inv_gain, q))
         y_hat = ((symbols.double() + means.double()) * inv).to(device)
         x_hat = self._synthesis64(device)(y_hat).clamp_(0, 1)
         h, w = latents.image_shape
         return x_hat[..., :h, :w].cpu(), digests
+
+    # ------------------------------------------------ y entropy coding (rANS)
+    def _cdf_tables(self) -> tuple[list[list[int]], list[int], list[int]]:
+        """The Gaussian conditional's CDF tables as the Python lists the rANS coder takes, converted
+        once: ``GaussianConditional.compress``/``decompress`` convert the whole table for every item
+        (~2 ms per chunk). Same integers, so the same bitstreams."""
+        tables = self._cdf_lists
+        if tables is None:
+            gc = self.gaussian_conditional
+            tables = (gc._quantized_cdf.tolist(), gc._cdf_length.reshape(-1).int().tolist(),
+                      gc._offset.reshape(-1).int().tolist())
+            self._cdf_lists = tables
+        return tables
+
+    def _encode_y(self, symbols: Tensor, indexes: Tensor) -> list[bytes]:
+        """``gaussian_conditional.compress(symbols, indexes)`` for integer-valued ``symbols``."""
+        if symbols.shape != indexes.shape:
+            raise ValueError("symbols and indexes should have the same size")
+        tables = self._cdf_tables()
+        coder = self.gaussian_conditional.entropy_coder
+        return [coder.encode_with_indexes(symbols[i].reshape(-1).int().tolist(),
+                                          indexes[i].reshape(-1).int().tolist(), *tables)
+                for i in range(symbols.shape[0])]
+
+    def _decode_y(self, strings: Sequence[bytes], indexes: Tensor) -> Tensor:
+        """``gaussian_conditional.decompress(strings, indexes)``: the symbols as float32."""
+        if len(strings) != indexes.shape[0]:
+            raise ValueError("Invalid strings or indexes parameters")
+        tables = self._cdf_tables()
+        coder = self.gaussian_conditional.entropy_coder
+        out = torch.empty(indexes.shape, dtype=torch.int32)
+        for i, s in enumerate(strings):
+            values = coder.decode_with_indexes(s, indexes[i].reshape(-1).int().tolist(), *tables)
+            out[i] = torch.tensor(values, dtype=torch.int32).reshape(out[i].shape)
+        return out.float()
 
     def update(
         self, scale_table: Tensor | None = None, force: bool = False, update_quantiles: bool = False

@@ -7,7 +7,9 @@ Section 2 of Shi et al. (DMENet) with Tables 1 and 2. Choices where the paper is
 * SS keeps the first ``m = c // 2`` channels and passes the other half through the 3x3 convolution:
   an even split is the channel-preserving residual the text describes, at half the cost.
 * SEB is one 3x3 deformable convolution (``torchvision.ops.deform_conv2d``) whose offsets come from a
-  zero-initialised 3x3 convolution, so SEB starts as a plain 3x3 convolution and learns to bend.
+  zero-initialised 3x3 convolution, so SEB starts as a plain 3x3 convolution and learns to bend. On
+  the CPU in float32 it runs as ``grid_sample`` + a matrix product (:func:`deform_conv2d_sampled`,
+  the same function, much faster); float64 (exact decoding) and CUDA use torchvision's kernel.
 * LSM's 5x5 convolution (producing E of eq. 9) is depthwise, like LKE's strip convolutions: the paper
   keeps LSM's spatial part single-channel and leaves channel mixing to the final 1x1 convolution.
   (A dense 5x5 would add 25 N^2 parameters: 1.6 M at N = 256.)
@@ -19,6 +21,7 @@ Section 2 of Shi et al. (DMENet) with Tables 1 and 2. Choices where the paper is
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from compressai.layers import GDN
 from torch import Tensor, nn
 from torchvision.ops import deform_conv2d
@@ -43,9 +46,7 @@ class RBlock(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int) -> None:
         super().__init__()
-        self.conv = nn.ConvTranspose2d(
-            in_ch, out_ch, 3, stride=2, padding=1, output_padding=1
-        )
+        self.conv = nn.ConvTranspose2d(in_ch, out_ch, 3, stride=2, padding=1, output_padding=1)
         self.igdn = GDN(out_ch, inverse=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -59,13 +60,40 @@ class SEB(nn.Module):
         super().__init__()
         self.offset = nn.Conv2d(ch, 2 * 9, 3, padding=1)
         nn.init.zeros_(self.offset.weight)
-        nn.init.zeros_(self.offset.bias)
+        nn.init.zeros_(self.offset.bias)  # type: ignore[arg-type]
         self.weight = nn.Parameter(torch.empty(ch, ch, 3, 3))
         self.bias = nn.Parameter(torch.zeros(ch))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
 
+    #: CPU float32 (the encoder's g_a, CPU training): the same deformable convolution computed as one
+    #: ``grid_sample`` + one matrix product, 3-4x faster than torchvision's CPU kernel (outputs agree to
+    #: float32 rounding, ~5e-6 relative). float64 (the exact decoder's g_s) and CUDA keep torchvision.
+    sampled_on_cpu = True
+
     def forward(self, x: Tensor) -> Tensor:
-        return deform_conv2d(x, self.offset(x), self.weight, self.bias, padding=(1, 1))
+        offset = self.offset(x)
+        if self.sampled_on_cpu and x.device.type == "cpu" and x.dtype == torch.float32:
+            return deform_conv2d_sampled(x, offset, self.weight, self.bias)
+        return deform_conv2d(x, offset, self.weight, self.bias, padding=(1, 1))
+
+
+def deform_conv2d_sampled(x: Tensor, offset: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``torchvision.ops.deform_conv2d(x, offset, weight, bias, padding=k // 2)`` (stride 1, dilation 1,
+    one offset group, no mask) as a bilinear ``grid_sample`` of the k*k shifted sampling grids, zero
+    outside the image like torchvision, followed by one matrix product with the kernel."""
+    b, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    k = kh * kw
+    off = offset.view(b, k, 2, h, w)  # torchvision's layout: (dy, dx) per kernel tap, row-major taps
+    ky = (torch.arange(kh, dtype=x.dtype, device=x.device) - kh // 2).repeat_interleave(kw).view(1, k, 1, 1)
+    kx = (torch.arange(kw, dtype=x.dtype, device=x.device) - kw // 2).repeat(kh).view(1, k, 1, 1)
+    py = torch.arange(h, dtype=x.dtype, device=x.device).view(1, 1, h, 1) + ky + off[:, :, 0]
+    px = torch.arange(w, dtype=x.dtype, device=x.device).view(1, 1, 1, w) + kx + off[:, :, 1]
+    # align_corners=False: pixel p sits at (2p + 1) / size - 1 (also right for a 1-pixel axis)
+    grid = torch.stack(((2 * px + 1) / w - 1, (2 * py + 1) / h - 1), dim=-1).view(b, k * h, w, 2)
+    cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = torch.matmul(weight.reshape(o, c * k), cols.view(b, c * k, h * w))  # (b, c, k*h, w) = (b, c*k, h*w)
+    return out.view(b, o, h, w) + bias.view(1, o, 1, 1)
 
 
 class PEB(nn.Module):
@@ -81,9 +109,7 @@ class PEB(nn.Module):
         self.fuse = nn.Conv2d(ch, ch, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        branches = torch.cat(
-            [self.branch_a(x), self.branch_b(x), self.branch_c(x), self.branch_d(x)], dim=1
-        )
+        branches = torch.cat([self.branch_a(x), self.branch_b(x), self.branch_c(x), self.branch_d(x)], dim=1)
         return self.fuse(branches + x)
 
 
@@ -119,7 +145,7 @@ class LKE(nn.Module):
 
     def forward(self, e: Tensor) -> Tensor:
         out = e
-        for vertical, horizontal in zip(self.vertical, self.horizontal):
+        for vertical, horizontal in zip(self.vertical, self.horizontal, strict=False):
             out = out + horizontal(vertical(e))
         return out
 

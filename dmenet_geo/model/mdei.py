@@ -88,7 +88,8 @@ class EEM(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         c = x.shape[1]
-        kernel = (self.m / self.n * self.base).expand(c, 1, 5, 5)
+        base: Tensor = self.base  # type: ignore[assignment]
+        kernel = (self.m / self.n * base).expand(c, 1, 5, 5)
         # Pad once (replicate, an even margin keeps the sampling grid) and crop at the end, so the
         # zero-inserted image is never padded and borders show no false edges.
         pad = self.MARGIN

@@ -42,7 +42,7 @@ def psnr_band_peak(original: ArrayLike, reconstruction: ArrayLike) -> float:
     a = a.reshape(-1, *a.shape[-3:]).swapaxes(0, 1).reshape(a.shape[-3], -1)
     b = b.reshape(-1, *b.shape[-3:]).swapaxes(0, 1).reshape(b.shape[-3], -1)
     values = []
-    for band_a, band_b in zip(a, b):
+    for band_a, band_b in zip(a, b, strict=False):
         err = float(np.mean((band_a - band_b) ** 2))
         peak = float(band_a.max())
         values.append(math.inf if err == 0 else 10 * math.log10(peak**2 / err))

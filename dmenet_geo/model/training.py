@@ -112,6 +112,4 @@ def train_step(
     aux_loss = model.aux_loss()
     aux_loss.backward()
     opt.aux.step()
-    return LossTerms(
-        terms.loss.detach(), terms.bpp.detach(), terms.mse.detach(), terms.mdse.detach()
-    )
+    return LossTerms(terms.loss.detach(), terms.bpp.detach(), terms.mse.detach(), terms.mdse.detach())

@@ -1,0 +1,195 @@
+"""Learned codecs: DMENet over its qualities, and CompressAI mbt2018-mean checkpoints as a baseline.
+
+DMENet rate: the bytes of the ``dmenet_geo.codec.DMENetCodec`` chunk (container header included)
+when the codec is installed and the model is a shipped model name, otherwise the entropy-coded
+latent strings (``len(y) + len(z)``, no header); the curve records which (``rate_source``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.rd.results import DMENET, RDCurve, RDPoint, point_line
+from pipelines.rd.tiles import log, tile_metrics
+
+__all__ = ["DEFAULT_QUALITIES", "evaluate_compressai", "evaluate_dmenet"]
+
+DEFAULT_QUALITIES: tuple[float, ...] = tuple(1 + 0.5 * k for k in range(15))  # 1, 1.5, ..., 8
+
+
+def _to_uint8(x: Any) -> np.ndarray:
+    """(B, 3, H, W) float tensor in [0, 1] to (B, H, W, 3) uint8 (what a decoder would store)."""
+    arr = x.detach().cpu().numpy().astype(np.float64)
+    return np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def _to_tensor(tiles: Sequence[np.ndarray]) -> Any:
+    import torch
+
+    return torch.from_numpy(np.stack(tiles).transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
+
+
+def _codec_for(model: str | Path) -> tuple[Any, str]:
+    """The DMENetCodec class when it can code with ``model``, else None and the reason."""
+    try:
+        from dmenet_geo.codec import DMENetCodec
+    except ImportError as exc:
+        return None, f"dmenet_geo.codec not importable ({exc})"
+    from dmenet_geo.model import available_models
+
+    if isinstance(model, Path) or str(model).endswith(".pt") or str(model) not in available_models():
+        return None, f"the codec only codes shipped models, {model} is a weights file"
+    return DMENetCodec, ""
+
+
+def evaluate_dmenet(
+    tiles: Sequence[np.ndarray],
+    qualities: Sequence[float] = DEFAULT_QUALITIES,
+    model: str | Path = "default",
+    rate: str = "auto",
+    device: str = "cpu",
+    batch_size: int = 16,
+    progress: bool = True,
+    label: str = DMENET,
+) -> RDCurve:
+    """DMENet curve over ``qualities``: codec container bytes (``rate="codec"``), raw latent strings
+    (``"latents"``), or the codec when it can be used (``"auto"``)."""
+    from dmenet_geo.model import get_model, load_model
+
+    if rate not in ("auto", "codec", "latents"):
+        raise ValueError(f"rate must be auto, codec or latents, got {rate!r}")
+    if not tiles:
+        raise ValueError("no tiles to evaluate")
+    t0 = time.perf_counter()
+    is_file = isinstance(model, Path) or str(model).endswith(".pt")
+    net = load_model(Path(model), device) if is_file else get_model(str(model), device)
+    for q in qualities:
+        net.config.check_quality(q)
+    codec_cls, why_not = (None, "rate=latents requested") if rate == "latents" else _codec_for(model)
+    if rate == "codec" and codec_cls is None:
+        raise RuntimeError(f"cannot use the DMENet codec: {why_not}")
+    if codec_cls is not None:
+        from dmenet_geo import codec as codec_pkg
+
+        codec_pkg.set_runtime(device=device, batch_size=batch_size)
+        rate_source = "codec: DMENetCodec chunk bytes (container header included)"
+    else:
+        rate_source = f"latents: len(y_strings) + len(z_strings), no container header ({why_not})"
+    log(
+        f"{label}: model {model} (N={net.config.n}, {net.config.levels} levels) loaded in "
+        f"{time.perf_counter() - t0:.1f} s; rate from {rate_source}",
+        progress,
+    )
+    pixels = tiles[0].shape[0] * tiles[0].shape[1]
+    points = []
+    for i, q in enumerate(qualities, 1):
+        t0 = time.perf_counter()
+        nbytes: list[int] = []
+        recs: list[np.ndarray] = []
+        enc_s = dec_s = 0.0
+        codec = None if codec_cls is None else codec_cls(quality=float(q), model=str(model))
+        for start in range(0, len(tiles), batch_size):
+            batch = tiles[start : start + batch_size]
+            if codec is not None:
+                t = time.perf_counter()
+                blobs = codec.encode_batch([np.ascontiguousarray(b.transpose(2, 0, 1)) for b in batch])
+                enc_s += time.perf_counter() - t
+                t = time.perf_counter()
+                decoded = codec.decode_batch(blobs)
+                dec_s += time.perf_counter() - t
+                nbytes += [len(b) for b in blobs]
+                for d, b in zip(decoded, batch, strict=True):
+                    recs.append(np.asarray(d).reshape(3, *b.shape[:2]).transpose(1, 2, 0))
+            else:
+                x = _to_tensor(batch).to(device)
+                t = time.perf_counter()
+                latents = net.compress(x, float(q))
+                enc_s += time.perf_counter() - t
+                t = time.perf_counter()
+                x_hat, digests = net.decompress(latents)
+                dec_s += time.perf_counter() - t
+                if digests != latents.digests:
+                    raise RuntimeError(f"{label}: decoded latents differ from the encoder's at q={q}")
+                pairs = zip(latents.y_strings, latents.z_strings, strict=True)
+                nbytes += [len(y) + len(z) for y, z in pairs]
+                recs += list(_to_uint8(x_hat))
+        per_tile = [tile_metrics(t, r) for t, r in zip(tiles, recs, strict=True)]
+        p = RDPoint.from_tiles(float(q), nbytes, per_tile, pixels, enc_s, dec_s)
+        points.append(p)
+        log(point_line(f"[{i}/{len(qualities)}] {label} q={q:g}", p, time.perf_counter() - t0), progress)
+    return RDCurve(label, "dmenet", "quality", points, rate_source=rate_source, model=str(model))
+
+
+def _load_compressai(checkpoint: Path, device: str) -> Any:
+    import torch
+    from compressai.models import MeanScaleHyperprior
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "network"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    net = MeanScaleHyperprior.from_state_dict(state)
+    if net.entropy_bottleneck._offset.numel() == 0 or net.gaussian_conditional._offset.numel() == 0:
+        net.update(force=True)
+    return net.to(device).eval()
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".tar", ".pth", ".pt", ".ckpt"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def evaluate_compressai(
+    tiles: Sequence[np.ndarray],
+    checkpoints: Sequence[Path | str],
+    device: str = "cpu",
+    batch_size: int = 16,
+    progress: bool = True,
+    label: str = "mbt2018-mean",
+) -> RDCurve:
+    """One point per fixed-rate CompressAI ``MeanScaleHyperprior`` checkpoint (state dict)."""
+    import torch
+
+    pixels = tiles[0].shape[0] * tiles[0].shape[1]
+    if any(s % 64 for s in tiles[0].shape[:2]):
+        raise ValueError("CompressAI hyperprior models need tiles whose sides are multiples of 64")
+    points = []
+    for i, ckpt in enumerate(map(Path, checkpoints), 1):
+        t0 = time.perf_counter()
+        net = _load_compressai(ckpt, device)
+        nbytes: list[int] = []
+        recs: list[np.ndarray] = []
+        enc_s = dec_s = 0.0
+        with torch.inference_mode():
+            for start in range(0, len(tiles), batch_size):
+                x = _to_tensor(tiles[start : start + batch_size]).to(device)
+                t = time.perf_counter()
+                out = net.compress(x)
+                enc_s += time.perf_counter() - t
+                t = time.perf_counter()
+                x_hat = net.decompress(out["strings"], out["shape"])["x_hat"]
+                dec_s += time.perf_counter() - t
+                nbytes += [sum(len(s[k]) for s in out["strings"]) for k in range(x.shape[0])]
+                recs += list(_to_uint8(x_hat))
+        per_tile = [tile_metrics(t, r) for t, r in zip(tiles, recs, strict=True)]
+        p = RDPoint.from_tiles(_stem(ckpt), nbytes, per_tile, pixels, enc_s, dec_s)
+        points.append(p)
+        label_i = f"[{i}/{len(checkpoints)}] {label} {ckpt.name}"
+        log(point_line(label_i, p, time.perf_counter() - t0), progress)
+    points.sort(key=lambda p: p.bpp)
+    return RDCurve(
+        label,
+        "compressai",
+        "checkpoint",
+        points,
+        rate_source="latents: len(y_strings) + len(z_strings), no container header",
+        checkpoints=[str(c) for c in checkpoints],
+    )
