@@ -11,7 +11,8 @@ falls back to the repository's real ``sample_tiles/*.png``.
 For every size and codec, each measurement runs in a fresh Python process (separate peak RSS):
 
 * compress: ``dmenet_geo.compress_geotiff(..., codec=...)`` GeoTIFF -> Zarr v3 store (same chunking,
-  blocks of ``--chunks-per-task`` chunks, Dask threads); the model load / warm-up is timed apart;
+  blocks of ``--chunks-per-task`` chunks, Dask threads, overviews included, no PSNR sampling); the
+  model load / warm-up is timed apart;
 * decode: every chunk of the store through ``open_dataset`` + Dask (``map_blocks`` reduces each
   block to one number, so the scene is never materialised), zarr's codec pipeline doing the decode;
 * window: a fresh lazy open and a ``--window`` x ``--window`` read at an offset that straddles the
@@ -27,12 +28,16 @@ on the same size (``--jpeg2k-level auto``, at least 20 dB), i.e. an equal-qualit
     .venv/bin/python pipelines/benchmark.py --quick                     # 1024x1024, CI (~30 s)
     .venv/bin/python pipelines/benchmark.py --skip-17408 --json out.json  # 2048, 4096, 8192
     .venv/bin/python pipelines/benchmark.py --json bench_cache/benchmark.json   # + 17408x17408
-    # on a GPU: larger model batches and encode batches, decode 4x4 chunks per Dask block
+    # on a GPU: bigger model and encode batches, 4x4 chunks per Dask block (one decode batch of 16),
+    # more Dask workers so the CPU-side entropy coding of some blocks overlaps the GPU transforms
     .venv/bin/python pipelines/benchmark.py --device cuda --batch-size 64 --chunks-per-task 64 \\
-        --read-chunks 4 --json bench_cache/benchmark-cuda.json
+        --read-chunks 4 --workers 4 --json bench_cache/benchmark-cuda.json
 
 CPU thread layout: ``--workers`` Dask threads, each running torch with ``--torch-threads``
-intra-op threads (default: cores // workers, so the two together do not oversubscribe the CPU).
+intra-op threads (default: cores // workers, so the two together do not oversubscribe the CPU; on
+2 cores, 2 workers x 1 thread beat 1 x 2 and 2 x 2, which burn up to 2x the CPU time in OpenMP
+spinning for no speed-up). Batch size does not matter on the CPU (per-chunk cost is flat from 1 to
+16), it does on a GPU. The JSON is rewritten after every size, so a long run keeps partial results.
 """
 
 from __future__ import annotations
@@ -130,7 +135,8 @@ def build_mosaic(path: Path, size: int, files: list[Path], citation: str) -> dic
     t0 = time.perf_counter()
     cells: dict[tuple[int, int], np.ndarray] = {}
     try:
-        with rasterio.Env(GDAL_CACHEMAX=64, GDAL_NUM_THREADS="ALL_CPUS"), rasterio.open(tmp, "w", **profile) as dst:
+        env = rasterio.Env(GDAL_CACHEMAX=64, GDAL_NUM_THREADS="ALL_CPUS")
+        with env, rasterio.open(tmp, "w", **profile) as dst:
             dst.update_tags(SOURCE=citation, MOSAIC=f"dmenet_geo benchmark mosaic v{MOSAIC_VERSION}")
             ncells = math.ceil(size / TILE)
             for r0 in range(0, size, STRIP):
@@ -140,8 +146,8 @@ def build_mosaic(path: Path, size: int, files: list[Path], citation: str) -> dic
                     a, b = max(r0, ti * TILE), min(r0 + h, (ti + 1) * TILE)
                     for tj in range(ncells):
                         c0, c1 = tj * TILE, min(size, (tj + 1) * TILE)
-                        strip[a - r0 : b - r0, c0:c1] = _cell(files, ti, tj, cells)[a - ti * TILE : b - ti * TILE,
-                                                                                     : c1 - c0]
+                        cell = _cell(files, ti, tj, cells)
+                        strip[a - r0 : b - r0, c0:c1] = cell[a - ti * TILE : b - ti * TILE, : c1 - c0]
                 dst.write(strip.transpose(2, 0, 1), window=Window(0, r0, size, h))
                 for key in [k for k in cells if (k[0] + 1) * TILE <= r0 + h]:  # cells above the next strip
                     del cells[key]
@@ -236,7 +242,7 @@ def _measure_compress(opts: dict[str, Any]) -> dict[str, Any]:
     return {**info, "seconds": round(seconds, 3), "chunks": s["chunks_written"],
             "chunks_per_s": round(s["chunks_written"] / seconds, 2), "ratio": s["ratio"], "bpp": s["bpp"],
             "bytes_in": s["bytes_in"], "bytes_out": s["bytes_out"], "store_bytes": s["store_bytes"],
-            "psnr_sampled_on_write": s["psnr"], "base_rss_mb": _mb(rss.base), "peak_rss_mb": _peak_mb(rss)}
+            "base_rss_mb": _mb(rss.base), "peak_rss_mb": _peak_mb(rss)}
 
 
 def _peak_mb(rss: _RssSampler) -> float:
@@ -260,7 +266,9 @@ def _measure_decode(opts: dict[str, Any]) -> dict[str, Any]:
     info = _setup(opts)
     k = max(1, int(opts["read_chunks"]))
     block = k * opts["chunk"]
-    with _RssSampler() as rss:
+    # zarr reads the batch size when the array is opened: k x k chunks per Dask block reach the codec
+    # (and the model) as one batch
+    with _RssSampler() as rss, zarr.config.set({"codec_pipeline.batch_size": k * k}):
         t0 = time.perf_counter()
         ds = dmenet_geo.open_dataset(opts["store"], chunks="native" if k == 1 else {"y": block, "x": block})
         image = ds["image"].data
@@ -270,10 +278,9 @@ def _measure_decode(opts: dict[str, Any]) -> dict[str, Any]:
             return np.full((1, 1, 1), float(b.sum(dtype=np.float64)))
 
         sums = image.map_blocks(reduce_block, chunks=(1, 1, 1), dtype=np.float64)
-        with zarr.config.set({"codec_pipeline.batch_size": k * k}):
-            t1 = time.perf_counter()
-            total = sums.compute(scheduler="threads", num_workers=opts["workers"])
-            decode_s = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        total = sums.compute(scheduler="threads", num_workers=opts["workers"])
+        decode_s = time.perf_counter() - t1
         seconds = time.perf_counter() - t0
     chunks = math.ceil(image.shape[1] / opts["chunk"]) * math.ceil(image.shape[2] / opts["chunk"])
     out = {**info, "seconds": round(seconds, 3), "open_s": round(open_s, 3), "decode_s": round(decode_s, 3),
@@ -372,7 +379,8 @@ def bench_size(size: int, src: Path, work: Path, args: argparse.Namespace, log: 
     base = {"size": size, "src": str(src), "chunk": args.chunk, "workers": args.workers,
             "torch_threads": args.torch_threads, "device": args.device, "batch_size": args.batch_size,
             "chunks_per_task": args.chunks_per_task, "quality": args.quality, "window": window,
-            "psnr_chunks": args.psnr_chunks, "psnr_samples": 8,
+            "psnr_chunks": args.psnr_chunks,
+            "psnr_samples": 0,  # no PSNR decodes inside the timed compress (quality is measured apart)
             "read_chunks": args.read_chunks or (4 if (args.device or "").startswith("cuda") else 1)}
     out: dict[str, Any] = {"size": size, "pixels": size * size, "chunks": math.ceil(size / args.chunk) ** 2,
                            "window": window, "codecs": {}}
@@ -432,11 +440,13 @@ def print_table(results: dict[str, Any]) -> None:
                   f"{t['compression_ratio']}x")
     dm = [r for r in results["runs"] if "dmenet" in r["codecs"]]
     if len(dm) > 1:
-        print("scaling (DMENet): " + ", ".join(
-            f"{r['size']}: {r['codecs']['dmenet']['compress']['seconds'] / (r['pixels'] / 1e6):.3f} s/Mpx compress, "
-            f"{r['codecs']['dmenet']['decode']['seconds'] / (r['pixels'] / 1e6):.3f} s/Mpx decode, "
-            f"peak {r['codecs']['dmenet']['compress']['peak_rss_mb']:.0f}/"
-            f"{r['codecs']['dmenet']['decode']['peak_rss_mb']:.0f} MB" for r in dm))
+        parts = []
+        for r in dm:
+            c, d, mpx = r["codecs"]["dmenet"]["compress"], r["codecs"]["dmenet"]["decode"], r["pixels"] / 1e6
+            parts.append(f"{r['size']}: {c['seconds'] / mpx:.3f} s/Mpx compress, "
+                         f"{d['seconds'] / mpx:.3f} s/Mpx decode, "
+                         f"peak {c['peak_rss_mb']:.0f}/{d['peak_rss_mb']:.0f} MB")
+        print("scaling (DMENet): " + "; ".join(parts))
     first = results["runs"][0]["codecs"].get("dmenet", {}).get("compress", {})
     if first:
         print(f"device {first.get('device')} ({first.get('cuda_device', platform.processor() or 'cpu')}), "
@@ -448,7 +458,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help=f"one small size ({QUICK_SIZE}) for CI")
     p.add_argument("--sizes", default=None,
-                   help=f"comma-separated scene sizes (default {','.join(map(str, DEFAULT_SIZES))} and {FULL_SIZE})")
+                   help=f"comma-separated scene sizes (default {','.join(map(str, DEFAULT_SIZES))} and "
+                        f"{FULL_SIZE})")
     p.add_argument("--skip-17408", action="store_true", help=f"leave out the {FULL_SIZE}x{FULL_SIZE} scene")
     p.add_argument("--codecs", default=",".join(CODECS), help="dmenet,jpeg2k (default both)")
     p.add_argument("--quality", type=float, default=4.0, help="DMENet quality (default 4)")
@@ -508,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "dmenet_geo issue 6: DMENet vs JPEG 2000, GeoTIFF -> Zarr v3 -> Dask",
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "host": run_measure("host", {}),  # the driver itself stays light (children inherit its peak RSS)
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "_measure"},
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                     if k != "_measure"},
         "mosaics": [], "runs": [],
     }
     work = args.cache_dir / f"work-{os.getpid()}"

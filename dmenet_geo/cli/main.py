@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from dmenet_geo.cli import compress, decompress, demo, info, verify
+from dmenet_geo.cli import batch, compress, decompress, demo, info, verify
 
 PROG = "dmenet-geo"
-COMMANDS = (compress, info, decompress, verify, demo)
+COMMANDS = (compress, info, decompress, verify, batch, demo)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -115,8 +115,19 @@ def pack_chunk(chunk: Chunk) -> bytes:
         raise DMENetCodecError(f"{h.bands} bands need {h.groups} groups, got {len(chunk.groups)}")
     flags = (1 if chunk.mask is not None else 0) | (2 if chunk.nan_mask is not None else 0)
     parts = [
-        _HEAD.pack(MAGIC, FORMAT_VERSION, flags, DTYPES.index(h.dtype), h.bands, h.height, h.width,
-                   h.quality, h.model_id, h.z_shape[0], h.z_shape[1])
+        _HEAD.pack(
+            MAGIC,
+            FORMAT_VERSION,
+            flags,
+            DTYPES.index(h.dtype),
+            h.bands,
+            h.height,
+            h.width,
+            h.quality,
+            h.model_id,
+            h.z_shape[0],
+            h.z_shape[1],
+        )
     ]
     parts += [_BAND.pack(lo, hi) for lo, hi in h.ranges]
     for g in chunk.groups:

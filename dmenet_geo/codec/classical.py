@@ -70,15 +70,16 @@ class Jpeg2kCodec(Codec):
         if arr.ndim == 1:
             arr = arr.reshape(1, -1)
         if arr.ndim not in (2, 3) or (arr.ndim == 3 and not 1 <= arr.shape[0] <= MAX_BANDS):
-            raise DMENetCodecError(f"expected a (bands, height, width) or (height, width) chunk, got {arr.shape}")
+            raise DMENetCodecError(f"expected a (bands, height, width) or (height, width) chunk, "
+                                   f"got {arr.shape}")
         return np.ascontiguousarray(arr)
 
     def encode(self, buf: Any) -> bytes:
         import imagecodecs
 
         arr = self._check(np.asarray(buf))
-        level = None if not self.level else self.level
-        return bytes(imagecodecs.jpeg2k_encode(arr, level=level, planar=arr.ndim == 3,
+        level = None if not self.level else self.level  # OpenJPEG takes a float PSNR (typed int)
+        return bytes(imagecodecs.jpeg2k_encode(arr, level=level, planar=arr.ndim == 3,  # type: ignore[arg-type]
                                                reversible=self.reversible, numthreads=1))
 
     def decode(self, buf: Any, out: Any = None) -> Any:
@@ -124,9 +125,11 @@ class Jpeg2kZarrCodec(ArrayBytesCodec):
                  chunk_grid: ChunkGrid) -> None:
         native = np.dtype(dtype.to_native_dtype())
         if native.name not in JPEG2K_DTYPES:
-            raise DMENetCodecError(f"{JPEG2K_ID} supports dtypes {', '.join(JPEG2K_DTYPES)}, not {native.name}")
+            raise DMENetCodecError(f"{JPEG2K_ID} supports dtypes {', '.join(JPEG2K_DTYPES)}, "
+                                   f"not {native.name}")
         if len(shape) not in (2, 3):
-            raise DMENetCodecError(f"{JPEG2K_ID} arrays are (bands, y, x) or (y, x), got {len(shape)} dimensions")
+            raise DMENetCodecError(f"{JPEG2K_ID} arrays are (bands, y, x) or (y, x), "
+                                   f"got {len(shape)} dimensions")
 
     async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
         arr = await asyncio.to_thread(self.inner.decode, chunk_bytes.as_numpy_array())

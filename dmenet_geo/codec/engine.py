@@ -184,12 +184,15 @@ def encode_arrays(
             x = torch.from_numpy(np.stack([prepared[ci].groups[gi] for ci, gi in batch]))
             latents = model.compress(x, quality)
             for k, (ci, gi) in enumerate(batch):
-                payloads[(ci, gi)] = GroupPayload(latents.digests[k], latents.z_strings[k], latents.y_strings[k])
+                payloads[(ci, gi)] = GroupPayload(
+                    latents.digests[k], latents.z_strings[k], latents.y_strings[k]
+                )
                 z_shapes[ci] = latents.z_shape
     chunks = []
     for ci, p in enumerate(prepared):
-        header = ChunkHeader(p.dtype, p.shape[0], p.shape[1], p.shape[2], float(quality), model_id,
-                             z_shapes[ci], p.ranges)
+        header = ChunkHeader(
+            p.dtype, p.shape[0], p.shape[1], p.shape[2], float(quality), model_id, z_shapes[ci], p.ranges
+        )
         groups = tuple(payloads[(ci, gi)] for gi in range(len(p.groups)))
         chunks.append(Chunk(header, groups, p.mask, p.nan_mask))
     return chunks
@@ -263,4 +266,6 @@ def decode_chunks(chunks: list[Chunk], *, model_name: str, nodata: float | None)
                         "written with different weights or arithmetic; refusing to return wrong pixels"
                     )
                 decoded[(ci, gi)] = x_hat[k].numpy()
-    return [_restore(c, [decoded[(ci, gi)] for gi in range(len(c.groups))], nodata) for ci, c in enumerate(chunks)]
+    return [
+        _restore(c, [decoded[(ci, gi)] for gi in range(len(c.groups))], nodata) for ci, c in enumerate(chunks)
+    ]

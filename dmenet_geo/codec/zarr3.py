@@ -50,8 +50,9 @@ class DMENetZarrCodec(ArrayBytesCodec):
         config.pop("id")
         return {"name": "dmenet", "configuration": config}
 
-    def validate(self, *, shape: tuple[int, ...], dtype: ZDType[TBaseDType, TBaseScalar],
-                 chunk_grid: ChunkGrid) -> None:
+    def validate(
+        self, *, shape: tuple[int, ...], dtype: ZDType[TBaseDType, TBaseScalar], chunk_grid: ChunkGrid
+    ) -> None:
         native = np.dtype(dtype.to_native_dtype())
         if native.name not in DTYPES:
             raise DMENetCodecError(f"dmenet supports dtypes {', '.join(DTYPES)}, not {native.name}")
@@ -74,7 +75,7 @@ class DMENetZarrCodec(ArrayBytesCodec):
             self.inner.decode_batch, [buf.as_numpy_array() for _, buf, _ in present]
         )
         out: list[NDBuffer | None] = [None] * len(items)
-        for (i, _, spec), arr in zip(present, arrays):
+        for (i, _, spec), arr in zip(present, arrays, strict=False):
             native = arr.astype(spec.dtype.to_native_dtype(), copy=False).reshape(spec.shape)
             out[i] = spec.prototype.nd_buffer.from_ndarray_like(native)
         return out
@@ -88,7 +89,7 @@ class DMENetZarrCodec(ArrayBytesCodec):
             self.inner.encode_batch, [np.asarray(arr.as_numpy_array()) for _, arr, _ in present]
         )
         out: list[Buffer | None] = [None] * len(items)
-        for (i, _, spec), data in zip(present, encoded):
+        for (i, _, spec), data in zip(present, encoded, strict=False):
             out[i] = spec.prototype.buffer.from_bytes(data)
         return out
 

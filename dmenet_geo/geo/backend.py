@@ -88,10 +88,9 @@ class DMENetBackendEntrypoint(BackendEntrypoint):
             group = overview_path(int(overview))
             if not exists(join(path, group, "zarr.json")):
                 raise GeoError(f"{path}: the store has no overview level {overview}")
-        options = storage_options(path)
         return ZarrBackendEntrypoint().open_dataset(
             path,
-            **({"storage_options": options} if options is not None else {}),
+            storage_options=storage_options(path),  # None for local paths
             group=group,
             mask_and_scale=mask_and_scale,
             decode_coords=decode_coords,

@@ -1,0 +1,92 @@
+"""Speed paths that must not change results: SEB's sampled deformable convolution (CPU float32) against
+torchvision's, and the cached CDF tables of the y entropy coder against compressai's own calls."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.ops import deform_conv2d
+
+from dmenet_geo.model import DMENet, DMENetConfig
+from dmenet_geo.model.layers import SEB, deform_conv2d_sampled
+
+SHAPES = [(4, 32, 64, 64), (2, 16, 1, 7), (2, 16, 5, 1), (1, 8, 1, 1), (3, 16, 16, 24)]
+
+
+def _inputs(
+    shape: tuple[int, int, int, int], scale: float, dtype: torch.dtype = torch.float32, seed: int = 0
+) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    b, c, h, w = shape
+    x = torch.randn(shape, generator=g, dtype=dtype)
+    offset = torch.randn((b, 18, h, w), generator=g, dtype=dtype) * scale
+    weight = torch.randn((c, c, 3, 3), generator=g, dtype=dtype) * 0.1
+    bias = torch.randn((c,), generator=g, dtype=dtype)
+    return [x, offset, weight, bias]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("scale", [0.0, 0.4, 3.0, 30.0])  # 30: most taps sample outside (zeros)
+def test_sampled_deform_conv_matches_torchvision(shape: tuple[int, int, int, int], scale: float) -> None:
+    x, offset, weight, bias = _inputs(shape, scale)
+    ref = deform_conv2d(x, offset, weight, bias, padding=(1, 1))
+    got = deform_conv2d_sampled(x, offset, weight, bias)
+    assert got.shape == ref.shape and got.dtype == ref.dtype
+    assert float((got - ref).abs().max()) <= 2e-5 * max(1.0, float(ref.abs().max()))
+
+
+def test_sampled_deform_conv_gradients_match_torchvision() -> None:
+    grads = []
+    for fn in (lambda *a: deform_conv2d(*a, padding=(1, 1)), deform_conv2d_sampled):
+        inputs = [t.clone().requires_grad_() for t in _inputs((2, 16, 12, 10), 0.7, seed=3)]
+        fn(*inputs).square().sum().backward()
+        grads.append([t.grad for t in inputs])
+    for name, a, b in zip(("x", "offset", "weight", "bias"), *grads, strict=True):
+        # the offset gradient jumps where a sample crosses a pixel row or column: compare medians there
+        err = (a - b).abs()
+        bound = 1e-3 * float(a.abs().max())
+        assert float(err.median() if name == "offset" else err.max()) <= bound, name
+
+
+def _seb(dtype: torch.dtype) -> SEB:
+    torch.manual_seed(1)
+    seb = SEB(16).to(dtype).eval()
+    with torch.no_grad():
+        seb.offset.weight.normal_(0, 0.05)  # real (non-zero) offsets
+    return seb
+
+
+def test_seb_uses_the_sampled_path_only_for_cpu_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    x32 = torch.randn(2, 16, 20, 20)
+    seb = _seb(torch.float32)
+    with torch.no_grad():
+        fast = seb(x32)
+        ref = deform_conv2d(x32, seb.offset(x32), seb.weight, seb.bias, padding=(1, 1))
+        assert float((fast - ref).abs().max()) < 1e-4
+        monkeypatch.setattr(SEB, "sampled_on_cpu", False)
+        assert torch.equal(seb(x32), ref)  # switched off: torchvision exactly
+        monkeypatch.setattr(SEB, "sampled_on_cpu", True)
+        seb64 = _seb(torch.float64)
+        x64 = x32.double()
+        ref64 = deform_conv2d(x64, seb64.offset(x64), seb64.weight, seb64.bias, padding=(1, 1))
+        assert torch.equal(seb64(x64), ref64)  # float64 (the exact decoder): torchvision, bit for bit
+
+
+def test_cached_cdf_tables_code_exactly_like_compressai() -> None:
+    torch.manual_seed(0)
+    model = DMENet(DMENetConfig(n=16))
+    model.update(force=True)
+    model.eval()
+    gc = model.gaussian_conditional
+    symbols = torch.round(torch.randn(3, 16, 5, 7) * 4)
+    indexes = torch.randint(0, int(gc._quantized_cdf.shape[0]), symbols.shape, dtype=torch.int32)
+    strings = model._encode_y(symbols, indexes)
+    assert strings == gc.compress(symbols, indexes)
+    decoded = model._decode_y(strings, indexes)
+    assert decoded.dtype == torch.float32 and torch.equal(decoded, symbols)
+    assert torch.equal(decoded, gc.decompress(strings, indexes))
+    first = model._cdf_tables()
+    model.update(force=True)  # rebuilding the tables drops the cache
+    assert model._cdf_lists is None and model._cdf_tables() == first
+    with pytest.raises(ValueError):
+        model._decode_y(strings[:2], indexes)
