@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--lr", type=float, default=1e-4, help="main Adam learning rate (paper: 1e-4)")
     p.add_argument("--min-lr", type=float, default=1e-6)
+    p.add_argument("--reset-lr", action="store_true", help="with --resume: use --lr instead of the saved rate")
     p.add_argument("--aux-lr", type=float, default=1e-3)
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip (0: off)")
     p.add_argument("--seed", type=int, default=0)
@@ -120,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         opt.aux.load_state_dict(checkpoint["opt_aux"])
         sched.load_state_dict(checkpoint["scheduler"])
         step, elapsed_before = int(checkpoint["step"]), float(checkpoint["elapsed_s"])
+        if args.reset_lr:
+            for group in opt.main.param_groups:
+                group["lr"] = args.lr
         rng.seed(args.seed + step)
         torch.manual_seed(args.seed + step)
     elif args.init_weights is not None:

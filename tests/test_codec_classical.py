@@ -98,6 +98,8 @@ def test_compress_geotiff_with_jpeg2k(tmp_path: Path) -> None:
     assert got.shape == ref.shape and got.dtype == ref.dtype
     valid = ref != 0
     assert psnr(ref[valid], got[valid]) > 30
+    report = dmenet_geo.verify_store(store)
+    assert report.ok and report.chunks_ok == report.chunks_stored > 0
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [

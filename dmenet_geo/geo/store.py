@@ -99,6 +99,19 @@ def serializer_config(array: zarr.Array) -> dict[str, Any]:
     return dict(codecs[0].get("configuration") or {})
 
 
+def serializer_codec(array: zarr.Array) -> Any:
+    """A numcodecs-style codec (``decode_batch``) for the array's serializer: DMENet or JPEG 2000."""
+    from dmenet_geo.codec import DMENetCodec
+    from dmenet_geo.codec.classical import JPEG2K_ID, Jpeg2kCodec
+
+    codecs: list[dict[str, Any]] = array.metadata.to_dict()["codecs"]  # type: ignore[assignment]
+    name = codecs[0].get("name")
+    config = dict(codecs[0].get("configuration") or {})
+    if name == JPEG2K_ID:
+        return Jpeg2kCodec(**config)
+    return DMENetCodec(**config)
+
+
 def _fill(nodata: float | None) -> float:
     return 0 if nodata is None else nodata
 

@@ -15,7 +15,7 @@ from dmenet_geo.geo.store import (
     child_group,
     open_root,
     overview_path,
-    serializer_config,
+    serializer_codec,
 )
 
 __all__ = ["VerifyReport", "verify_store"]
@@ -52,13 +52,13 @@ def verify_store(store: str | os.PathLike[str], batch: int = 16, progress: bool 
     configuration; a chunk fails when decoding raises or returns the wrong shape or dtype."""
     from tqdm import tqdm
 
-    from dmenet_geo.codec import DMENetCodec, register_codecs
+    from dmenet_geo.codec import register_codecs
 
     path = check_store(store)
     register_codecs()
     root = open_root(path)
     image = child_array(root, IMAGE)
-    codec = DMENetCodec(**serializer_config(image))
+    codec = serializer_codec(image)
     io = RawChunkIO(path, IMAGE, mode="r")
     rows, cols = image.cdata_shape[1], image.cdata_shape[2]
     expected = (image.chunks[0], image.chunks[1], image.chunks[2])
