@@ -35,6 +35,7 @@ _MODEL = ("load_model", "available_models")
 __all__ = [*_GEO, *_CODEC, *_MODEL, "__version__"]
 
 if TYPE_CHECKING:
+    from dmenet_geo.codec import DMENetCodec, DMENetCodecError, register_codecs, set_runtime  # noqa: F401
     from dmenet_geo.geo import (  # noqa: F401
         CompressSummary,
         ExportSummary,
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
         store_info,
         verify_store,
     )
-    from dmenet_geo.codec import DMENetCodec, DMENetCodecError, register_codecs, set_runtime  # noqa: F401
     from dmenet_geo.model import available_models, load_model  # noqa: F401
 
 

@@ -49,7 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--lr", type=float, default=1e-4, help="main Adam learning rate (paper: 1e-4)")
     p.add_argument("--min-lr", type=float, default=1e-6)
-    p.add_argument("--reset-lr", action="store_true", help="with --resume: use --lr instead of the saved rate")
+    p.add_argument(
+        "--reset-lr", action="store_true", help="with --resume: use --lr instead of the saved rate"
+    )
     p.add_argument("--aux-lr", type=float, default=1e-3)
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip (0: off)")
     p.add_argument("--seed", type=int, default=0)
