@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
-DEFAULT_DATA = Path("/work/shared/data/val")
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "val"
 TILE = 256
 
 

@@ -20,7 +20,7 @@ from dmenet_geo.model import DMENet  # noqa: E402
 from pipelines import evaluate as ev  # noqa: E402
 from pipelines.rd.bd import bd_quality, bd_rate  # noqa: E402
 
-VAL = Path("/work/shared/data/val")
+VAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "val"
 NOTEBOOK = REPO_ROOT / "notebooks" / "rate_distortion.ipynb"
 
 # A made-up but realistic anchor curve: bpp and PSNR (dB)

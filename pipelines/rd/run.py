@@ -22,7 +22,7 @@ from pipelines.rd.tiles import list_images, load_tiles, log
 
 __all__ = ["DEFAULT_DATA", "evaluate"]
 
-DEFAULT_DATA = Path("/work/shared/data/val")
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "val"
 
 
 def _learned_baseline(
