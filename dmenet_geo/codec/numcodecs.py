@@ -27,13 +27,12 @@ __all__ = ["DMENetCodec"]
 
 def _shipped(model: str) -> tuple[str, int]:
     """SHA-256 and number of quality levels of a shipped model, from its JSON sidecar (no torch)."""
-    import json
-    from pathlib import Path
+    from dmenet_geo.weights import WEIGHTS_DIR, read_sidecar
 
-    sidecar = Path(__file__).resolve().parent.parent / "weights" / f"{model}.json"
+    sidecar = WEIGHTS_DIR / f"{model}.json"
     if not sidecar.exists():
         raise DMENetCodecError(f"unknown model {model!r} (no {sidecar.name} in dmenet_geo/weights)")
-    meta = json.loads(sidecar.read_text())
+    meta = read_sidecar(sidecar)
     return str(meta["sha256"]), len(meta["config"]["lambdas"])
 
 

@@ -105,9 +105,8 @@ def serializer_codec(array: zarr.Array) -> Any:
     from dmenet_geo.codec.classical import JPEG2K_ID, Jpeg2kCodec
 
     codecs: list[dict[str, Any]] = array.metadata.to_dict()["codecs"]  # type: ignore[assignment]
-    name = codecs[0].get("name")
-    config = dict(codecs[0].get("configuration") or {})
-    if name == JPEG2K_ID:
+    config = serializer_config(array)
+    if codecs[0].get("name") == JPEG2K_ID:
         return Jpeg2kCodec(**config)
     return DMENetCodec(**config)
 

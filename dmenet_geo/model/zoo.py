@@ -8,7 +8,6 @@ card ``NAME.md`` sits beside them. Weights are read with ``torch.load(weights_on
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +17,10 @@ import torch
 
 from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.dmenet import DMENet
+from dmenet_geo.weights import WEIGHTS_DIR, read_sidecar
 
 __all__ = ["ModelInfo", "WeightsError", "available_models", "model_info", "load_model", "get_model"]
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 class WeightsError(ValueError):
@@ -44,7 +43,7 @@ def available_models() -> list[str]:
 
 
 def _info_from_sidecar(json_path: Path, name: str) -> ModelInfo:
-    meta = json.loads(json_path.read_text())
+    meta = read_sidecar(json_path)
     return ModelInfo(
         name=name,
         path=json_path.with_suffix(".pt"),

@@ -81,6 +81,12 @@ def _mean_difference(
     return (_integral(xt, yt, lo, hi, method) - _integral(xa, ya, lo, hi, method)) / (hi - lo)
 
 
+def _check_rates(rate_anchor: Values, rate_test: Values) -> None:
+    for name, rates in (("anchor", rate_anchor), ("test", rate_test)):
+        if np.any(np.asarray(rates, dtype=np.float64) <= 0):
+            raise ValueError(f"{name} rates must be positive")
+
+
 def bd_rate(
     rate_anchor: Values,
     quality_anchor: Values,
@@ -93,9 +99,7 @@ def bd_rate(
     Rates must be positive (bpp, bytes...: any unit, the same for both curves). Returns NaN when a
     curve has too few distinct points or the quality ranges do not overlap.
     """
-    for name, rates in (("anchor", rate_anchor), ("test", rate_test)):
-        if np.any(np.asarray(rates, dtype=np.float64) <= 0):
-            raise ValueError(f"{name} rates must be positive")
+    _check_rates(rate_anchor, rate_test)
     diff = _mean_difference(
         quality_anchor,
         np.log(np.asarray(rate_anchor, dtype=np.float64)),
@@ -114,9 +118,7 @@ def bd_quality(
     method: str = "pchip",
 ) -> float:
     """Bjontegaard delta quality (e.g. BD-PSNR in dB) of ``test`` against ``anchor`` (positive: better)."""
-    for name, rates in (("anchor", rate_anchor), ("test", rate_test)):
-        if np.any(np.asarray(rates, dtype=np.float64) <= 0):
-            raise ValueError(f"{name} rates must be positive")
+    _check_rates(rate_anchor, rate_test)
     return _mean_difference(
         np.log(np.asarray(rate_anchor, dtype=np.float64)),
         quality_anchor,
