@@ -6,17 +6,21 @@
 Checkpoints (model, both optimisers, scheduler, step, RNG) are written atomically to
 ``OUT/checkpoint.pt`` every ``--checkpoint-minutes`` and at the end, with the exportable weights
 ``OUT/weights.pt`` (fp32 state dict with entropy tables) and ``OUT/weights.json`` (config and
-provenance). ``--resume`` continues a checkpoint; ``--init-weights`` starts from weights alone (for
-example the committed default model), with fresh optimisers.
+provenance). SIGTERM or Ctrl-C stops after the current step with a final checkpoint. ``--resume``
+continues a checkpoint; ``--init-weights`` starts from weights alone (for example the committed
+default model), with fresh optimisers; with ``--lambdas`` its gain tables are re-targeted.
+``--arch mbt2018-mean`` trains the learned baseline with the same data, crops, loop and rate control.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -27,7 +31,7 @@ from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.dmenet import DMENet
 from dmenet_geo.model.losses import RateDistortionLoss
 from dmenet_geo.model.metrics import psnr
-from dmenet_geo.model.training import CropDataset, Optimisers, list_images, train_step
+from dmenet_geo.model.training import CropDataset, Optimisers, list_images, retarget_gains, train_step
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,8 +41,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, weights)")
     p.add_argument("--hours", type=float, default=1.0, help="wall-clock budget")
     p.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: no limit)")
+    p.add_argument(
+        "--arch",
+        choices=("dmenet", "mbt2018-mean"),
+        default="dmenet",
+        help="mbt2018-mean: the learned baseline (CompressAI mean-scale hyperprior with the same gain "
+        "units, trained without the MDEI term)",
+    )
     p.add_argument("--n", type=int, default=DMENetConfig().n, help="channel width N")
     p.add_argument("--lmbda", type=float, default=None, help="train a fixed-rate model at this lambda")
+    p.add_argument(
+        "--lambdas",
+        type=lambda v: tuple(float(x) for x in v.split(",")),
+        default=None,
+        help="comma-separated operating points (default: DEFAULT_LAMBDAS); with --init-weights the "
+        "gain tables are re-targeted to them",
+    )
     p.add_argument("--no-mdei", action="store_true")
     p.add_argument("--no-sdpm", action="store_true")
     p.add_argument("--no-lsm", action="store_true")
@@ -63,6 +81,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", type=Path, default=None, help="checkpoint.pt to continue")
     p.add_argument("--init-weights", type=Path, default=None, help="weights.pt to start from")
     return p.parse_args(argv)
+
+
+def build_model(arch: str, config: DMENetConfig) -> DMENet:
+    """DMENet, or the learned baseline (same call signature) for ``arch="mbt2018-mean"``."""
+    if arch == "dmenet":
+        return DMENet(config)
+    from pipelines.rd.gain_mbt import GainMeanScaleHyperprior
+
+    return GainMeanScaleHyperprior(config)  # type: ignore[return-value]
 
 
 def atomic_save(obj: object, path: Path) -> None:
@@ -98,12 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     args.out.mkdir(parents=True, exist_ok=True)
 
+    retarget_from: tuple[float, ...] | None = None
     checkpoint = torch.load(args.resume, map_location="cpu", weights_only=True) if args.resume else None
     if checkpoint is not None:
         config = DMENetConfig.from_json(checkpoint["config"])
     elif args.init_weights is not None:
         meta = json.loads(args.init_weights.with_suffix(".json").read_text())
         config = DMENetConfig.from_dict(meta["config"])
+        if args.lambdas and args.lambdas != config.lambdas:
+            retarget_from = config.lambdas
+            config = dataclasses.replace(config, lambdas=args.lambdas)
     else:
         config = DMENetConfig(
             n=args.n,
@@ -111,8 +142,12 @@ def main(argv: list[str] | None = None) -> int:
             use_sdpm=not args.no_sdpm,
             use_lsm=not args.no_lsm,
             **({"lambdas": (args.lmbda,)} if args.lmbda else {}),
+            **({"lambdas": args.lambdas} if args.lambdas and not args.lmbda else {}),
         )
-    model = DMENet(config).to(device)
+    arch = checkpoint.get("arch", "dmenet") if checkpoint is not None else args.arch
+    if arch != "dmenet":
+        config = dataclasses.replace(config, use_mdei=False, use_sdpm=False, use_lsm=False)
+    model = build_model(arch, config).to(device)
     criterion = RateDistortionLoss(config).to(device)
     opt = Optimisers.build(model, args.lr, args.aux_lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt.main, factor=0.5, patience=4, min_lr=args.min_lr)
@@ -130,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(args.seed + step)
     elif args.init_weights is not None:
         state = torch.load(args.init_weights, map_location="cpu", weights_only=True)
+        if retarget_from is not None:
+            state = retarget_gains(state, retarget_from, config.lambdas)
+            print(f"gain tables re-targeted from lambdas {retarget_from} to {config.lambdas}", flush=True)
         model.load_state_dict(state)
         step, elapsed_before = int(meta.get("steps", 0)), float(meta.get("train_hours", 0)) * 3600
     model.to(device)
@@ -164,10 +202,11 @@ def main(argv: list[str] | None = None) -> int:
                 "step": step,
                 "elapsed_s": elapsed,
                 "config": config.to_json(),
+                "arch": arch,
             },
             args.out / "checkpoint.pt",
         )
-        export = DMENet(config)
+        export = build_model(arch, config)
         export.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()}, strict=False)
         export.update(force=True)
         atomic_save(
@@ -175,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out / "weights.pt",
         )
         meta = {
+            "arch": arch,
             "config": config.to_dict(),
             "steps": step,
             "train_hours": round(elapsed / 3600, 3),
@@ -188,41 +228,53 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "weights.json").write_text(json.dumps(meta, indent=2))
         print(f"checkpoint step={step} elapsed_h={elapsed / 3600:.2f}", flush=True)
 
+    stop = {"requested": False}
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop["requested"] = True
+        print(f"signal {signum}: saving a checkpoint and stopping", flush=True)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     start = time.time()
     start_step = step
     last_ckpt = start
     budget = args.hours * 3600
     acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
-    while time.time() - start < budget and (not args.steps or step < args.steps):
-        x = train_set.batch(args.batch, rng).to(device)
-        q = torch.tensor([float(rng.randint(1, config.levels)) for _ in range(args.batch)])
-        terms = train_step(model, criterion, opt, x, q, args.clip)
-        step += 1
-        acc["loss"] += float(terms.loss)
-        acc["bpp"] += float(terms.bpp)
-        acc["mse"] += float(terms.mse)
-        acc["n"] += 1
-        if step % args.log_every == 0:
-            n = acc["n"]
-            print(
-                f"step={step} loss={acc['loss'] / n:.4f} bpp={acc['bpp'] / n:.4f} "
-                f"psnr={10 * math.log10(1 / max(acc['mse'] / n, 1e-10)):.2f} "
-                f"lr={opt.main.param_groups[0]['lr']:.2e} "
-                f"s/step={(time.time() - start) / max(1, step - start_step):.3f}",
-                flush=True,
-            )
-            acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
-        if val_crops is not None and step % args.val_every == 0:
-            stats = validate(model, val_crops, levels, device)
-            val_loss = sum(
-                stats[f"bpp@{q:g}"] + config.lambda_for(q) * 255**2 * 10 ** (-stats[f"psnr@{q:g}"] / 10)
-                for q in levels
-            )
-            sched.step(val_loss)
-            print("val " + " ".join(f"{k}={v:.3f}" for k, v in stats.items()), flush=True)
-        if time.time() - last_ckpt > args.checkpoint_minutes * 60:
-            save()
-            last_ckpt = time.time()
+    try:
+        max_steps = args.steps or math.inf
+        while time.time() - start < budget and not stop["requested"] and step < max_steps:
+            x = train_set.batch(args.batch, rng).to(device)
+            q = torch.tensor([float(rng.randint(1, config.levels)) for _ in range(args.batch)])
+            terms = train_step(model, criterion, opt, x, q, args.clip)
+            step += 1
+            acc["loss"] += float(terms.loss)
+            acc["bpp"] += float(terms.bpp)
+            acc["mse"] += float(terms.mse)
+            acc["n"] += 1
+            if step % args.log_every == 0:
+                n = acc["n"]
+                print(
+                    f"step={step} loss={acc['loss'] / n:.4f} bpp={acc['bpp'] / n:.4f} "
+                    f"psnr={10 * math.log10(1 / max(acc['mse'] / n, 1e-10)):.2f} "
+                    f"lr={opt.main.param_groups[0]['lr']:.2e} "
+                    f"s/step={(time.time() - start) / max(1, step - start_step):.3f}",
+                    flush=True,
+                )
+                acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+            if val_crops is not None and step % args.val_every == 0:
+                stats = validate(model, val_crops, levels, device)
+                val_loss = sum(
+                    stats[f"bpp@{q:g}"] + config.lambda_for(q) * 255**2 * 10 ** (-stats[f"psnr@{q:g}"] / 10)
+                    for q in levels
+                )
+                sched.step(val_loss)
+                print("val " + " ".join(f"{k}={v:.3f}" for k, v in stats.items()), flush=True)
+            if time.time() - last_ckpt > args.checkpoint_minutes * 60:
+                save()
+                last_ckpt = time.time()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     save()
     return 0
 

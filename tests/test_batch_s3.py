@@ -126,3 +126,33 @@ def test_s3_chunk_level_resume(s3):
         compress_geotiff(src, partial, resume=True, chunks_per_task=CHUNKS_PER_TASK, **FAST)
     assert sum(calls) == len(removed) > 0
     assert_same_contents(decoded(partial), decoded(clean), "S3 resume")
+
+
+def test_s3_lease_blocks_second_job_until_released_expired_or_broken(s3):
+    from dmenet_geo.archive import JobLockedError, job_lock
+    from dmenet_geo.archive.lock import LOCK_NAME
+
+    out = f"s3://{BUCKET}/leased"
+    key = f"leased/{LOCK_NAME}"
+    with job_lock(out):
+        assert key in _keys(s3["client"], "leased/")
+        with pytest.raises(JobLockedError, match="lease expires"):
+            with job_lock(out):
+                pass
+    assert key not in _keys(s3["client"], "leased/")  # released on exit
+    # a killed job's lease (not released) blocks until it expires, or until --break-lock
+    s3["client"].put_object(
+        Bucket=BUCKET, Key=key, Body=json.dumps({"token": "dead", "pid": 1, "host": "h", "since": 0,
+                                                 "expires": 4e9}).encode()
+    )
+    with pytest.raises(JobLockedError, match="--break-lock"):
+        with job_lock(out):
+            pass
+    with job_lock(out, break_lock=True):
+        body = json.loads(s3["client"].get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        assert body["token"] != "dead"
+    s3["client"].put_object(
+        Bucket=BUCKET, Key=key, Body=json.dumps({"token": "old", "since": 0, "expires": 1.0}).encode()
+    )
+    with job_lock(out):  # expired: taken over without --break-lock
+        pass

@@ -11,6 +11,7 @@ below :mod:`dmenet_geo.cli` (``dmenet-geo batch``).
 
 from dmenet_geo.archive.inputs import Scene, resolve_inputs
 from dmenet_geo.archive.job import BatchOptions, run_batch, run_scene
+from dmenet_geo.archive.lock import JobLockedError, job_lock
 from dmenet_geo.archive.report import BatchReport, SceneResult
 from dmenet_geo.archive.stac import build_catalog, save_catalog, validate_catalog
 from dmenet_geo.archive.state import MARKER, read_marker
@@ -19,9 +20,11 @@ __all__ = [
     "MARKER",
     "BatchOptions",
     "BatchReport",
+    "JobLockedError",
     "Scene",
     "SceneResult",
     "build_catalog",
+    "job_lock",
     "read_marker",
     "resolve_inputs",
     "run_batch",

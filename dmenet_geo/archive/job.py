@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dmenet_geo.archive.inputs import Scene, resolve_inputs
+from dmenet_geo.archive.lock import job_lock
 from dmenet_geo.archive.report import BatchReport, SceneResult, now_iso, redact
 from dmenet_geo.archive.state import read_marker, settings_digest, stored_chunks, write_marker
 from dmenet_geo.geo.errors import GeoError
@@ -176,6 +177,7 @@ def run_batch(
     progress: bool = True,
     catalog: bool = True,
     report_path: str | None = None,
+    break_lock: bool = False,
 ) -> BatchReport:
     """Compress every input into ``<out>/<scene>.zarr``; write ``<out>/catalog.json`` (STAC) and the
     JSON report (``<out>/batch-report.json`` unless ``report_path``); return the report.
@@ -187,6 +189,8 @@ def run_batch(
     ``out`` and the inputs may be ``s3://`` URLs (credentials and endpoint from the environment: see
     :mod:`dmenet_geo.geo.remote`).
     A failed scene is reported and does not stop the others; see the module docstring for resuming.
+    Only one job may write ``out`` at a time (:mod:`.lock`; ``break_lock`` takes over an S3 lease
+    left by a killed job); a second one raises :class:`~dmenet_geo.archive.lock.JobLockedError`.
     """
     from tqdm import tqdm
 
@@ -196,81 +200,83 @@ def run_batch(
     dst = normalize(out)
     if not is_url(dst):
         os.makedirs(dst, exist_ok=True)
-    scenes = resolve_inputs(list(inputs), dst, recursive=recursive)
-    if not scenes:
-        raise GeoError("no inputs given")
-    settings = options.output_settings()
-    results: dict[str, SceneResult] = {}
-    markers: dict[str, dict[str, Any]] = {}
-    todo: list[tuple[Scene, str]] = []
-    for scene in scenes:
-        if scene.error is not None:
-            results[scene.name] = SceneResult(scene.name, redact(scene.source), "", "failed",
-                                              error=scene.error)
-            continue
-        digest = settings_digest(settings, scene.source, file_identity(scene.source))
-        if overwrite:
-            remove_tree(scene.store)
-            todo.append((scene, digest))
-            continue
-        marker = read_marker(scene.store)
-        if marker is None:
-            todo.append((scene, digest))
-        elif marker.get("digest") == digest:
-            markers[scene.name] = marker
-            results[scene.name] = SceneResult.from_summary(scene.name, scene.source, scene.store, "skipped",
-                                                           marker.get("summary") or {})
-        else:
-            results[scene.name] = SceneResult(
-                scene.name, redact(scene.source), redact(scene.store), "failed",
-                error="already compressed with other settings or from another version of the source "
-                      "(pass --overwrite to redo it)")
-    n_workers: int | None = None
-    if todo:
-        client, cluster = _client(scheduler, workers, threads_per_worker, processes)
-        try:
-            from distributed import as_completed
+    with job_lock(dst, break_lock=break_lock):
+        scenes = resolve_inputs(list(inputs), dst, recursive=recursive)
+        if not scenes:
+            raise GeoError("no inputs given")
+        settings = options.output_settings()
+        results: dict[str, SceneResult] = {}
+        markers: dict[str, dict[str, Any]] = {}
+        todo: list[tuple[Scene, str]] = []
+        for scene in scenes:
+            if scene.error is not None:
+                results[scene.name] = SceneResult(scene.name, redact(scene.source), "", "failed",
+                                                  error=scene.error)
+                continue
+            digest = settings_digest(settings, scene.source, file_identity(scene.source))
+            if overwrite:
+                remove_tree(scene.store)
+                todo.append((scene, digest))
+                continue
+            marker = read_marker(scene.store)
+            if marker is None:
+                todo.append((scene, digest))
+            elif marker.get("digest") == digest:
+                markers[scene.name] = marker
+                results[scene.name] = SceneResult.from_summary(
+                    scene.name, scene.source, scene.store, "skipped", marker.get("summary") or {}
+                )
+            else:
+                results[scene.name] = SceneResult(
+                    scene.name, redact(scene.source), redact(scene.store), "failed",
+                    error="already compressed with other settings or from another version of the source "
+                          "(pass --overwrite to redo it)")
+        n_workers: int | None = None
+        if todo:
+            client, cluster = _client(scheduler, workers, threads_per_worker, processes)
+            try:
+                from distributed import as_completed
 
-            n_workers = len(client.scheduler_info().get("workers", {})) or None
-            futures = {
-                client.submit(run_scene, scene, options, digest, pure=False,
-                              key=f"dmenet-scene-{scene.name}-{digest[:12]}"): scene
-                for scene, digest in todo
-            }
-            with tqdm(total=len(scenes), initial=len(scenes) - len(todo), unit="scene", desc="batch",
-                      disable=not progress) as bar:
-                for future in as_completed(futures):
-                    scene = futures[future]
-                    try:
-                        res: SceneResult = future.result()
-                    except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the task killed workers
-                        res = SceneResult(scene.name, redact(scene.source), redact(scene.store), "failed",
-                                          error=_one_line(exc))
-                    results[scene.name] = res
-                    bar.update(1)
-                    bar.set_postfix_str(f"{scene.name} {res.status}", refresh=False)
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    report = BatchReport(out=dst, started=started, seconds=0.0, scenes=[results[s.name] for s in scenes],
-                         settings=settings, workers=n_workers,
-                         scheduler=redact(scheduler) if scheduler else None)
-    for s in report.done:
-        marker = read_marker(s.store)
-        if marker is not None:
-            markers[s.name] = marker
-        else:  # cannot happen unless the store was removed meanwhile
-            report.notes.append(f"{s.name}: done but its marker cannot be read")
-    if catalog:
-        from dmenet_geo.archive.stac import build_catalog, save_catalog
+                n_workers = len(client.scheduler_info().get("workers", {})) or None
+                futures = {
+                    client.submit(run_scene, scene, options, digest, pure=False,
+                                  key=f"dmenet-scene-{scene.name}-{digest[:12]}"): scene
+                    for scene, digest in todo
+                }
+                with tqdm(total=len(scenes), initial=len(scenes) - len(todo), unit="scene", desc="batch",
+                          disable=not progress) as bar:
+                    for future in as_completed(futures):
+                        scene = futures[future]
+                        try:
+                            res: SceneResult = future.result()
+                        except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the task killed workers
+                            res = SceneResult(scene.name, redact(scene.source), redact(scene.store), "failed",
+                                              error=_one_line(exc))
+                        results[scene.name] = res
+                        bar.update(1)
+                        bar.set_postfix_str(f"{scene.name} {res.status}", refresh=False)
+            finally:
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+        report = BatchReport(out=dst, started=started, seconds=0.0, scenes=[results[s.name] for s in scenes],
+                             settings=settings, workers=n_workers,
+                             scheduler=redact(scheduler) if scheduler else None)
+        for s in report.done:
+            marker = read_marker(s.store)
+            if marker is not None:
+                markers[s.name] = marker
+            else:  # cannot happen unless the store was removed meanwhile
+                report.notes.append(f"{s.name}: done but its marker cannot be read")
+        if catalog:
+            from dmenet_geo.archive.stac import build_catalog, save_catalog
 
-        try:
-            cat = build_catalog(dst, sorted(markers.items()))
-            report.catalog = save_catalog(cat)
-        except Exception as exc:  # noqa: BLE001 - the stores are fine; say what went wrong
-            report.notes.append(f"STAC catalog not written: {_one_line(exc)}")
-    report.seconds = time.perf_counter() - t0
-    report.report_path = report_path or join(dst, REPORT_NAME)
-    report.write(report.report_path)
-    return report
+            try:
+                cat = build_catalog(dst, sorted(markers.items()))
+                report.catalog = save_catalog(cat)
+            except Exception as exc:  # noqa: BLE001 - the stores are fine; say what went wrong
+                report.notes.append(f"STAC catalog not written: {_one_line(exc)}")
+        report.seconds = time.perf_counter() - t0
+        report.report_path = report_path or join(dst, REPORT_NAME)
+        report.write(report.report_path)
+        return report

@@ -45,6 +45,8 @@ def register(sub: Any) -> None:
     p.add_argument("--torch-threads", type=int, default=None, help="torch threads per worker")
     p.add_argument("--recursive", action="store_true", help="look into sub-folders of folder inputs")
     p.add_argument("--overwrite", action="store_true", help="redo every scene from scratch")
+    p.add_argument("--break-lock", action="store_true",
+                   help="take over an s3:// destination whose lease a killed job left behind")
     p.add_argument("--report", default=None, metavar="PATH",
                    help="JSON report path (default DST/batch-report.json)")
     p.add_argument("--no-catalog", action="store_true", help="do not write the STAC catalog")
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         args.inputs, args.out, options, scheduler=args.scheduler, workers=args.workers,
         threads_per_worker=args.threads_per_worker, processes=not args.in_process, overwrite=args.overwrite,
         recursive=args.recursive, progress=not args.quiet and sys.stderr.isatty(),
-        catalog=not args.no_catalog, report_path=args.report,
+        catalog=not args.no_catalog, report_path=args.report, break_lock=args.break_lock,
     )
     if args.json:
         print_json(report.to_dict())

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.layers import LSM, SDPM, CBlock, RBlock
 
-__all__ = ["DMENet", "ForwardResult", "CompressedLatents", "STRIDE"]
+__all__ = ["DMENet", "ForwardResult", "CompressedLatents", "STRIDE", "interpolate_gains"]
 
 STRIDE = 64
 MEAN_GRID = 64.0
@@ -89,6 +89,22 @@ class _EntropyParameters(nn.Module):
         return scales, means
 
 
+def interpolate_gains(table: Tensor, quality: Tensor) -> Tensor:
+    """Gain vectors, (B, N, 1, 1), for a (B,) tensor of qualities from a (levels, N) log-gain table.
+
+    Quality ``q`` in ``[1, levels]``; between integers the log-gains are interpolated linearly.
+    """
+    levels = table.shape[0]
+    q = quality.to(table.device, torch.float64)
+    if levels == 1:
+        log_g = table[0:1].expand(q.shape[0], -1)
+    else:
+        lo = torch.clamp(torch.floor(q) - 1, 0, levels - 2).long()
+        frac = (q - 1 - lo).to(table.dtype).unsqueeze(1)
+        log_g = table[lo] * (1 - frac) + table[lo + 1] * frac
+    return torch.exp(log_g)[:, :, None, None]
+
+
 class DMENet(CompressionModel):
     """DMENet with gain units. ``quality`` is a float in ``[1, config.levels]``."""
 
@@ -125,16 +141,7 @@ class DMENet(CompressionModel):
 
     # ----------------------------------------------------------------- gains
     def _gain(self, table: Tensor, quality: Tensor) -> Tensor:
-        """Interpolated gain vectors, (B, N, 1, 1), for a (B,) tensor of qualities."""
-        levels = table.shape[0]
-        q = quality.to(table.device, torch.float64)
-        if levels == 1:
-            log_g = table[0:1].expand(q.shape[0], -1)
-        else:
-            lo = torch.clamp(torch.floor(q) - 1, 0, levels - 2).long()
-            frac = (q - 1 - lo).to(table.dtype).unsqueeze(1)
-            log_g = table[lo] * (1 - frac) + table[lo + 1] * frac
-        return torch.exp(log_g)[:, :, None, None]
+        return interpolate_gains(table, quality)
 
     def _qualities(self, quality: float | Sequence[float] | Tensor, batch: int) -> Tensor:
         if isinstance(quality, Tensor):

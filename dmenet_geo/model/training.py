@@ -14,7 +14,10 @@ from torch import Tensor
 from dmenet_geo.model.dmenet import DMENet
 from dmenet_geo.model.losses import LossTerms, RateDistortionLoss
 
-__all__ = ["CropDataset", "Optimisers", "train_step", "list_images"]
+__all__ = ["CropDataset", "Optimisers", "train_step", "list_images", "retarget_gains", "GAIN_TABLES"]
+
+# The per-quality gain tables of a DMENet state dict, one row per operating point.
+GAIN_TABLES = ("log_gain", "log_inv_gain", "log_hyper_gain", "log_hyper_inv_gain")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 
@@ -113,3 +116,28 @@ def train_step(
     aux_loss.backward()
     opt.aux.step()
     return LossTerms(terms.loss.detach(), terms.bpp.detach(), terms.mse.detach(), terms.mdse.detach())
+
+
+def retarget_gains(
+    state: dict[str, Tensor], old_lambdas: tuple[float, ...], new_lambdas: tuple[float, ...]
+) -> dict[str, Tensor]:
+    """A copy of ``state`` whose gain tables serve ``new_lambdas`` instead of ``old_lambdas``.
+
+    Each new row is interpolated linearly in log-lambda between the two nearest trained rows, and
+    extrapolated from the end segments outside the trained range; training then refines them. This
+    lets a model resume at a different set of operating points without starting over.
+    """
+    if len(old_lambdas) < 2:
+        raise ValueError("retargeting needs a variable-rate model (at least two trained lambdas)")
+    old = torch.log(torch.tensor(old_lambdas, dtype=torch.float64))
+    new = torch.log(torch.tensor(new_lambdas, dtype=torch.float64))
+    seg = torch.clamp(torch.searchsorted(old, new, right=True) - 1, 0, len(old_lambdas) - 2)
+    frac = ((new - old[seg]) / (old[seg + 1] - old[seg])).unsqueeze(1)
+    out = dict(state)
+    for key in GAIN_TABLES:
+        table = state[key].to(torch.float64)
+        if table.shape[0] != len(old_lambdas):
+            raise ValueError(f"{key} has {table.shape[0]} rows for {len(old_lambdas)} lambdas")
+        rows = table[seg] * (1 - frac) + table[seg + 1] * frac
+        out[key] = rows.to(state[key].dtype)
+    return out

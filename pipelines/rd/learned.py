@@ -17,7 +17,7 @@ import numpy as np
 from pipelines.rd.results import DMENET, RDCurve, RDPoint, point_line
 from pipelines.rd.tiles import log, tile_metrics
 
-__all__ = ["DEFAULT_QUALITIES", "evaluate_compressai", "evaluate_dmenet"]
+__all__ = ["DEFAULT_QUALITIES", "evaluate_compressai", "evaluate_dmenet", "evaluate_gain_baseline"]
 
 DEFAULT_QUALITIES: tuple[float, ...] = tuple(1 + 0.5 * k for k in range(15))  # 1, 1.5, ..., 8
 
@@ -192,4 +192,63 @@ def evaluate_compressai(
         points,
         rate_source="latents: len(y_strings) + len(z_strings), no container header",
         checkpoints=[str(c) for c in checkpoints],
+    )
+
+
+def evaluate_gain_baseline(
+    weights: Path,
+    tiles: Sequence[np.ndarray],
+    qualities: Sequence[float] = DEFAULT_QUALITIES,
+    device: str = "cpu",
+    batch_size: int = 16,
+    progress: bool = True,
+) -> RDCurve:
+    """Curve of a variable-rate mbt2018-mean trained by ``train.py --arch mbt2018-mean``.
+
+    Rate: the entropy-coded latent strings (``len(y) + len(z)``), as for DMENet weights files.
+    """
+    import json
+
+    import torch
+
+    from dmenet_geo.model.config import DMENetConfig
+    from pipelines.rd.gain_mbt import ARCH, GainMeanScaleHyperprior
+
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    if meta.get("arch") != ARCH:
+        raise ValueError(f"{weights} is not an {ARCH} run (arch {meta.get('arch')!r})")
+    net = GainMeanScaleHyperprior(DMENetConfig.from_dict(meta["config"]))
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    net.update(force=True)
+    net = net.to(device).eval()
+    label = f"{ARCH} ({weights.parent.name})"
+    pixels = tiles[0].shape[0] * tiles[0].shape[1]
+    points = []
+    for i, q in enumerate(qualities, 1):
+        t0 = time.perf_counter()
+        nbytes: list[int] = []
+        recs: list[np.ndarray] = []
+        enc_s = dec_s = 0.0
+        with torch.inference_mode():
+            for start in range(0, len(tiles), batch_size):
+                x = _to_tensor(tiles[start : start + batch_size]).to(device)
+                t = time.perf_counter()
+                y_strings, z_strings, shape = net.compress_at(x, float(q))
+                enc_s += time.perf_counter() - t
+                t = time.perf_counter()
+                x_hat = net.decompress_at(y_strings, z_strings, shape, float(q))
+                dec_s += time.perf_counter() - t
+                nbytes += [len(y) + len(z) for y, z in zip(y_strings, z_strings, strict=True)]
+                recs += list(_to_uint8(x_hat))
+        per_tile = [tile_metrics(t, r) for t, r in zip(tiles, recs, strict=True)]
+        p = RDPoint.from_tiles(float(q), nbytes, per_tile, pixels, enc_s, dec_s)
+        points.append(p)
+        log(point_line(f"[{i}/{len(qualities)}] {label} q={q:g}", p, time.perf_counter() - t0), progress)
+    return RDCurve(
+        label,
+        "compressai",
+        "quality",
+        points,
+        rate_source="latents: len(y_strings) + len(z_strings), no container header",
+        model=str(weights),
     )

@@ -7,6 +7,7 @@ rate point).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -15,7 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.rd.classical import CLASSICAL_CODECS, available_codecs, classical_curve, sweep_classical
-from pipelines.rd.learned import DEFAULT_QUALITIES, evaluate_compressai, evaluate_dmenet
+from pipelines.rd.learned import (
+    DEFAULT_QUALITIES,
+    evaluate_compressai,
+    evaluate_dmenet,
+    evaluate_gain_baseline,
+)
 from pipelines.rd.report import bd_table, curve_from_json
 from pipelines.rd.results import DMENET, RDCurve, RDMeta, RDResult
 from pipelines.rd.tiles import list_images, load_tiles, log
@@ -35,9 +41,13 @@ def _learned_baseline(
     batch_size: int,
     progress: bool,
 ) -> RDCurve:
-    """A curve read from a result JSON, or the curve of other DMENet weights (.pt)."""
+    """A curve read from a result JSON, or the curve of other weights (.pt): DMENet, or the
+    variable-rate mbt2018-mean of ``train.py --arch mbt2018-mean`` (told apart by the sidecar)."""
     if path.suffix == ".json":
         return curve_from_json(path, baseline_curve, f"baseline ({path.stem})")
+    sidecar = path.with_suffix(".json")
+    if sidecar.exists() and json.loads(sidecar.read_text()).get("arch", "dmenet") != "dmenet":
+        return evaluate_gain_baseline(path, tiles, qualities, device, batch_size, progress)
     label = f"DMENet ({path.parent.name}/{path.stem})" if path.stem == "weights" else f"DMENet ({path.stem})"
     rate = "latents" if dmenet_rate == "auto" else dmenet_rate
     return evaluate_dmenet(tiles, qualities, path, rate, device, batch_size, progress, label)

@@ -1,0 +1,96 @@
+"""The training CLI (``pipelines/train.py``): both architectures, checkpoints, resuming, re-targeting
+the operating points of shipped weights, and the learned baseline's evaluation."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from dmenet_geo.model import DMENet  # noqa: E402
+from dmenet_geo.model.config import DMENetConfig  # noqa: E402
+from dmenet_geo.model.training import GAIN_TABLES, retarget_gains  # noqa: E402
+from pipelines import evaluate as ev  # noqa: E402
+from pipelines import train  # noqa: E402
+from pipelines.rd.gain_mbt import GainMeanScaleHyperprior  # noqa: E402
+
+SAMPLES = REPO_ROOT / "sample_tiles"
+TINY = ["--n", "16", "--batch", "2", "--crop", "64", "--threads", "1", "--log-every", "1", "--val-every", "2"]
+
+
+def _train(out: Path, *extra: str) -> dict:
+    argv = ["--train", str(SAMPLES), "--val", str(SAMPLES), "--val-images", "1", "--out", str(out), *TINY]
+    threads = torch.get_num_threads()
+    try:
+        assert train.main([*argv, *extra]) == 0
+    finally:
+        torch.set_num_threads(threads)  # --threads is process-wide: give the other tests theirs back
+    return json.loads((out / "weights.json").read_text())
+
+
+# ------------------------------------------------------------------------------ re-targeting
+def test_retarget_keeps_trained_rows_and_interpolates_in_log_lambda() -> None:
+    torch.manual_seed(0)
+    state = {k: torch.randn(3, 4) for k in GAIN_TABLES}
+    old = (0.001, 0.01, 0.1)
+    same = retarget_gains(state, old, old)
+    assert all(torch.allclose(same[k], state[k]) for k in GAIN_TABLES)
+    new = (0.001, 0.001 * 10**0.5, 1.0)  # a trained point, a log-midpoint, one decade past the end
+    out = retarget_gains(state, old, new)
+    for k in GAIN_TABLES:
+        t = state[k]
+        assert torch.allclose(out[k][0], t[0])
+        assert torch.allclose(out[k][1], (t[0] + t[1]) / 2, atol=1e-6)
+        assert torch.allclose(out[k][2], t[2] + (t[2] - t[1]), atol=1e-5)  # linear extrapolation
+    with pytest.raises(ValueError, match="variable-rate"):
+        retarget_gains(state, (0.01,), new)
+
+
+# ------------------------------------------------------------------------------ training CLI
+@pytest.mark.parametrize("arch", ["dmenet", "mbt2018-mean"], ids=["dmenet", "mbt2018-mean"])
+def test_train_writes_loadable_weights_and_resumes(tmp_path: Path, arch: str) -> None:
+    meta = _train(tmp_path / "run", "--arch", arch, "--steps", "2")
+    assert meta["arch"] == arch and meta["steps"] == 2
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert ckpt["arch"] == arch and ckpt["step"] == 2
+    meta = _train(tmp_path / "run", "--resume", str(tmp_path / "run" / "checkpoint.pt"), "--steps", "3")
+    assert meta["steps"] == 3 and meta["arch"] == arch  # the checkpoint decides the architecture
+    config = DMENetConfig.from_dict(meta["config"])
+    state = torch.load(tmp_path / "run" / "weights.pt", map_location="cpu", weights_only=True)
+    net = DMENet(config) if arch == "dmenet" else GainMeanScaleHyperprior(config)
+    net.load_state_dict(state)
+    assert all(v.dtype != torch.float64 for v in state.values())
+    if arch == "mbt2018-mean":  # the baseline is trained on R + lambda D alone
+        assert not config.use_mdei
+
+
+def test_init_weights_retargets_to_new_lambdas(tmp_path: Path) -> None:
+    _train(tmp_path / "a", "--steps", "1")
+    new = "0.0002,0.002,0.02,0.2,0.5,1,2,4"
+    init = str(tmp_path / "a" / "weights.pt")
+    meta = _train(tmp_path / "b", "--init-weights", init, "--lambdas", new, "--steps", "2")
+    assert meta["config"]["lambdas"] == [float(v) for v in new.split(",")]
+    assert meta["steps"] == 2  # counted on from the initial weights' step
+
+
+def test_learned_baseline_weights_evaluate_against_dmenet(tmp_path: Path) -> None:
+    _train(tmp_path / "dm", "--steps", "1")
+    _train(tmp_path / "mbt", "--arch", "mbt2018-mean", "--steps", "1")
+    out = tmp_path / "pair.json"
+    argv = ["--data", str(SAMPLES), "--limit", "1", "--qualities", "1,8", "--threads", "1", "--quiet",
+            "--codecs", "none", "--model", str(tmp_path / "dm" / "weights.pt"),
+            "--baseline", str(tmp_path / "mbt" / "weights.pt"), "--json", str(out)]
+    assert ev.main(argv) == 0
+    result = json.loads(out.read_text())
+    base = "mbt2018-mean (mbt)"
+    assert set(result["curves"]) == {"DMENet", base}
+    points = result["curves"][base]["points"]
+    assert [p["setting"] for p in points] == [1.0, 8.0] and all(p["bpp"] > 0 for p in points)
+    assert base in result["bd"]
