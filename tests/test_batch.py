@@ -297,3 +297,47 @@ def test_compress_resume_refuses_foreign_directories(tmp_path):
     empty.mkdir()
     summary = compress_geotiff(UINT8_RGB, empty, resume=True, **FAST)
     assert summary.chunks_written == 9 and np.isfinite(summary.ratio)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("proj:shape", [10], "proj:shape"),
+        ("proj:shape", [10.5, 3], "proj:shape"),
+        ("proj:transform", [1, 0, 0], "proj:transform"),
+        ("proj:bbox", ["a", 1, 2, 3], "proj:bbox"),
+        ("proj:code", "4326", "AUTHORITY:CODE"),
+        ("proj:code", 4326, "string or null"),
+    ],
+    ids=["shape-len", "shape-float", "transform-len", "bbox-type", "code-form", "code-type"],
+)
+def test_projection_field_check_finds_each_broken_field(job, field, value, problem):
+    import pystac
+
+    from dmenet_geo.archive.stac import check_projection_fields
+
+    catalog = pystac.Catalog.from_file(str(job["out"] / "catalog.json"))
+    item = next(iter(catalog.get_items(recursive=True)))
+    assert check_projection_fields(item.properties) == []
+    item.properties[field] = value
+    assert any(problem in p for p in check_projection_fields(item.properties))
+
+
+def test_validate_catalog_rejects_a_broken_projection_offline(job, monkeypatch):
+    import pystac
+    from pystac.validation.stac_validator import GetSchemaError, JsonSchemaSTACValidator
+
+    original = JsonSchemaSTACValidator._get_schema
+
+    def offline(self, uri):  # whatever the network: the extension schema cannot be had
+        if "stac-extensions" in uri:
+            raise GetSchemaError(uri, OSError("offline"))
+        return original(self, uri)
+
+    monkeypatch.setattr(JsonSchemaSTACValidator, "_get_schema", offline)
+    catalog = pystac.Catalog.from_file(str(job["out"] / "catalog.json"))
+    assert validate_catalog(catalog) == ["https://stac-extensions.github.io/projection/v2.0.0/schema.json"]
+    item = next(iter(catalog.get_items(recursive=True)))
+    item.properties["proj:shape"] = [0, 5]
+    with pytest.raises(pystac.STACValidationError, match="proj:shape"):
+        validate_catalog(catalog)

@@ -334,7 +334,7 @@ def test_config_json_round_trip(config: DMENetConfig) -> None:
 def test_default_config() -> None:
     config = DMENetConfig()
     assert config.lambdas == DEFAULT_LAMBDAS and config.levels == 8
-    assert config.lambdas[0] == pytest.approx(0.0004) and config.lambdas[-1] == pytest.approx(0.25)
+    assert config.lambdas[0] == pytest.approx(0.0009) and config.lambdas[-1] == pytest.approx(0.0483)
     assert config.psi == pytest.approx(0.0185)
 
 

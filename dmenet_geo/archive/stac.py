@@ -24,8 +24,9 @@ Item contents
 
 Validation (:func:`validate_catalog`): pystac bundles the STAC 1.1 core and GeoJSON schemas, so every
 Catalog and Item is validated against them offline. Extension schemas (projection v2.0.0) are fetched
-from stac-extensions.github.io when the network allows; offline they are reported as not validated
-instead of failing the whole validation.
+from stac-extensions.github.io when the network allows; offline the projection fields are checked
+against the types the extension defines (:func:`check_projection_fields`) and the schema is reported
+as not fetched instead of failing the whole validation.
 """
 
 from __future__ import annotations
@@ -37,7 +38,15 @@ from typing import Any
 
 from dmenet_geo.geo.remote import filesystem, is_url, join
 
-__all__ = ["ZARR_MEDIA_TYPE", "build_catalog", "item_info", "save_catalog", "stac_io", "validate_catalog"]
+__all__ = [
+    "ZARR_MEDIA_TYPE",
+    "build_catalog",
+    "check_projection_fields",
+    "item_info",
+    "save_catalog",
+    "stac_io",
+    "validate_catalog",
+]
 
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
 EPOCH = "1970-01-01T00:00:00Z"
@@ -209,6 +218,7 @@ def validate_catalog(catalog: Any) -> list[str]:
     schemas always, extension schemas when they can be fetched. Returns the extension schema URIs
     that could not be fetched (offline), i.e. were not validated; raises ``STACValidationError`` on
     an invalid object."""
+    import pystac
     import pystac.validation
     from pystac.validation.stac_validator import GetSchemaError, JsonSchemaSTACValidator
 
@@ -222,6 +232,12 @@ def validate_catalog(catalog: Any) -> list[str]:
             except GetSchemaError:
                 if extension_id not in skipped:
                     skipped.append(extension_id)
+                if "/projection/" in extension_id:
+                    problems = check_projection_fields(stac_dict.get("properties", {}))
+                    if problems:
+                        raise pystac.STACValidationError(
+                            f"{stac_dict.get('id')}: projection fields: {'; '.join(problems)}"
+                        ) from None
                 return None
             return super().validate_extension(stac_dict, stac_object_type, stac_version, extension_id, href)
 
@@ -232,3 +248,38 @@ def validate_catalog(catalog: Any) -> list[str]:
     finally:
         pystac.validation.RegisteredValidator._validator = previous
     return skipped
+
+
+def _numbers(value: Any, lengths: tuple[int, ...], integers: bool = False) -> bool:
+    kinds = (int,) if integers else (int, float)
+    return (
+        isinstance(value, list)
+        and len(value) in lengths
+        and all(isinstance(v, kinds) and not isinstance(v, bool) for v in value)
+    )
+
+
+def check_projection_fields(props: dict[str, Any]) -> list[str]:
+    """What is wrong with an Item's ``proj:`` properties, by the field types of the projection
+    extension v2.0.0 (the offline stand-in for its JSON schema); empty when they are fine."""
+    problems = []
+    if not any(k.startswith("proj:") for k in props):
+        problems.append("no proj: field")
+    for key in ("proj:code", "proj:wkt2"):
+        if key in props and not (props[key] is None or isinstance(props[key], str)):
+            problems.append(f"{key} must be a string or null")
+    code = props.get("proj:code")
+    if isinstance(code, str) and (":" not in code or not all(code.split(":", 1))):
+        problems.append(f"proj:code {code!r} is not AUTHORITY:CODE")
+    projjson = props.get("proj:projjson")
+    if projjson is not None and not isinstance(projjson, dict):
+        problems.append("proj:projjson must be an object or null")
+    if "proj:shape" in props and not (
+        _numbers(props["proj:shape"], (2,), integers=True) and min(props["proj:shape"]) > 0
+    ):
+        problems.append("proj:shape must be two positive integers [rows, columns]")
+    if "proj:transform" in props and not _numbers(props["proj:transform"], (6, 9)):
+        problems.append("proj:transform must be 6 or 9 numbers")
+    if "proj:bbox" in props and not _numbers(props["proj:bbox"], (4, 6)):
+        problems.append("proj:bbox must be 4 or 6 numbers")
+    return problems

@@ -9,11 +9,13 @@ from typing import Any
 
 __all__ = ["DMENetConfig", "DEFAULT_LAMBDAS", "ConfigError"]
 
-# Eight operating points, geometric from 0.0004 to 0.25 (a factor of 625, ~2.5 per step), chosen so
-# that qualities 1..8 span about 0.1 to 1.5 bpp on aerial RGB. The scale follows CompressAI's MSE
-# convention: loss = bpp + lambda * 255**2 * (MSE + psi * Loss_MDSE) on images in [0, 1] (CompressAI's
-# own lambdas run 0.0018..0.18). The paper's lambdas (0.007..0.660) do not state their scale.
-DEFAULT_LAMBDAS: tuple[float, ...] = tuple(round(0.0004 * (0.25 / 0.0004) ** (k / 7), 6) for k in range(8))
+# Eight operating points, geometric from 0.0009 to 0.0483. The scale follows CompressAI's MSE
+# convention: loss = bpp + lambda * 255**2 * (MSE + psi * Loss_MDSE) on images in [0, 1]; 0.0483 is
+# CompressAI's own quality-6 lambda. The paper's lambdas (0.007..0.660) do not state their scale.
+# A wider range is one ``pipelines/train.py --lambdas`` away (it re-targets trained gain tables), but
+# at N = 64 the latent (64 channels at 1/16 resolution) saturates near 28-29 dB on aerial RGB, so
+# higher lambdas buy bits without quality; see dmenet_geo/weights/default.md.
+DEFAULT_LAMBDAS: tuple[float, ...] = tuple(round(0.0009 * (0.0483 / 0.0009) ** (k / 7), 6) for k in range(8))
 
 CONFIG_ID = "dmenet-model"
 
