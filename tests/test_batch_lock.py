@@ -1,5 +1,6 @@
-"""One batch job per destination: a second job on the same ``--out`` is refused with a clear error,
-and a job that was killed never blocks the re-run that resumes it."""
+"""Batch job set-up: one job per destination (a second job on the same ``--out`` is refused with a
+clear error, and a killed job never blocks the re-run that resumes it), and torch threads on Dask
+workers."""
 
 from __future__ import annotations
 
@@ -75,3 +76,32 @@ def test_killed_holder_releases_the_lock(tmp_path):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+# ------------------------------------------------------------------ torch threads on Dask workers
+@pytest.mark.parametrize(
+    ("address", "host"),
+    [
+        ("tcp://10.0.0.5:4321", "10.0.0.5"),
+        ("tls://[::1]:8786", "::1"),
+        ("inproc://10.0.0.5/12/3", "10.0.0.5/12/3"),  # in-process workers: no match, torch left alone
+    ],
+    ids=["tcp", "ipv6", "inproc"],
+)
+def test_worker_host_parsing(address, host):
+    from dmenet_geo.archive.worker import _host
+
+    assert _host(address) == host
+
+
+def test_torch_threads_share_the_host_cores_between_dask_threads(monkeypatch):
+    from dmenet_geo.archive import worker
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(worker, "worker_name", lambda: "tcp://10.0.0.5:4321")
+    assert worker.torch_threads_for(3, {"10.0.0.5": 2}) == 3  # explicit wins
+    assert worker.torch_threads_for(None, {"10.0.0.5": 1}) == cores
+    assert worker.torch_threads_for(None, {"10.0.0.5": 2 * cores}) == 1  # never below one
+    assert worker.torch_threads_for(None, {"10.9.9.9": 1}) is None  # unknown host: leave torch alone
+    monkeypatch.setattr(worker, "worker_name", lambda: None)
+    assert worker.torch_threads_for(None, {"10.0.0.5": 1}) is None  # not on a worker

@@ -40,6 +40,7 @@ from dmenet_geo.archive.inputs import Scene, resolve_inputs
 from dmenet_geo.archive.lock import job_lock
 from dmenet_geo.archive.report import BatchReport, SceneResult, now_iso, redact
 from dmenet_geo.archive.state import read_marker, settings_digest, stored_chunks, write_marker
+from dmenet_geo.archive.worker import configure_worker, host_slots, local_worker_environ, worker_name
 from dmenet_geo.geo.errors import GeoError
 from dmenet_geo.geo.faults import checkpoint
 from dmenet_geo.geo.remote import file_identity, is_url, join, normalize, remove_tree
@@ -62,7 +63,7 @@ class BatchOptions:
     model: str = "default"
     psnr_samples: int = 8
     device: str | None = None  # where workers run the model (None: CUDA if available)
-    torch_threads: int | None = None  # torch threads per worker (None: leave torch's default)
+    torch_threads: int | None = None  # torch threads per worker (None: the host's cores / Dask threads)
 
     def output_settings(self) -> dict[str, Any]:
         """The settings that decide a scene's store (device, threads and batching do not)."""
@@ -82,27 +83,9 @@ def _one_line(exc: BaseException) -> str:
     return redact(text)
 
 
-def _configure_worker(options: BatchOptions) -> None:
-    if options.device:
-        from dmenet_geo.codec import set_runtime
-
-        set_runtime(device=options.device)
-    if options.torch_threads:
-        import torch
-
-        torch.set_num_threads(options.torch_threads)
-
-
-def _worker_name() -> str | None:
-    try:
-        from distributed import get_worker
-
-        return str(get_worker().address)
-    except (ImportError, ValueError):
-        return None
-
-
-def run_scene(scene: Scene, options: BatchOptions, digest: str) -> SceneResult:
+def run_scene(
+    scene: Scene, options: BatchOptions, digest: str, slots: dict[str, int] | None = None
+) -> SceneResult:
     """The task of one scene (runs on a worker): resume/compress, describe, then mark it done.
 
     Failures are returned as a ``failed`` result (with a one-line error), not raised, so one bad
@@ -111,9 +94,9 @@ def run_scene(scene: Scene, options: BatchOptions, digest: str) -> SceneResult:
     from dmenet_geo.geo import compress_geotiff
 
     t0 = time.perf_counter()
-    worker = _worker_name()
+    worker = worker_name()
     try:
-        _configure_worker(options)
+        configure_worker(options.device, options.torch_threads, slots)
         marker = read_marker(scene.store)
         if marker is not None and marker.get("digest") == digest:  # an earlier attempt got this far
             return SceneResult.from_summary(scene.name, scene.source, scene.store, "done",
@@ -157,9 +140,14 @@ def _client(scheduler: str | None, workers: int, threads_per_worker: int, proces
 
     if scheduler:
         return Client(scheduler), None
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=processes,
-                           dashboard_address=None, worker_dashboard_address=None,
-                           silence_logs=logging.ERROR)
+    import dask
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    environ = local_worker_environ(cores // max(1, workers * threads_per_worker))
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):  # read by each nanny
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=processes,
+                               dashboard_address=None, worker_dashboard_address=None,
+                               silence_logs=logging.ERROR)
     return Client(cluster), cluster
 
 
@@ -238,8 +226,9 @@ def run_batch(
                 from distributed import as_completed
 
                 n_workers = len(client.scheduler_info().get("workers", {})) or None
+                slots = host_slots(client)
                 futures = {
-                    client.submit(run_scene, scene, options, digest, pure=False,
+                    client.submit(run_scene, scene, options, digest, slots, pure=False,
                                   key=f"dmenet-scene-{scene.name}-{digest[:12]}"): scene
                     for scene, digest in todo
                 }

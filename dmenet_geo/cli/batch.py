@@ -42,7 +42,8 @@ def register(sub: Any) -> None:
     p.add_argument("--in-process", action="store_true",
                    help="LocalCluster workers as threads of this process")
     p.add_argument("--device", default=None, help="model device on the workers: cpu, cuda, cuda:1")
-    p.add_argument("--torch-threads", type=int, default=None, help="torch threads per worker")
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="torch threads per worker (default: the host's cores shared among its Dask threads)")
     p.add_argument("--recursive", action="store_true", help="look into sub-folders of folder inputs")
     p.add_argument("--overwrite", action="store_true", help="redo every scene from scratch")
     p.add_argument("--break-lock", action="store_true",
