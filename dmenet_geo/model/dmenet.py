@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.layers import LSM, SDPM, CBlock, RBlock
 
-__all__ = ["DMENet", "ForwardResult", "CompressedLatents", "STRIDE", "interpolate_gains"]
+__all__ = ["DMENet", "ForwardResult", "CompressedLatents", "STRIDE", "interpolate_gains", "quality_tensor"]
 
 STRIDE = 64
 MEAN_GRID = 64.0
@@ -105,6 +105,24 @@ def interpolate_gains(table: Tensor, quality: Tensor) -> Tensor:
     return torch.exp(log_g)[:, :, None, None]
 
 
+def quality_tensor(config: DMENetConfig, quality: float | Sequence[float] | Tensor, batch: int) -> Tensor:
+    """A (batch,) float64 CPU tensor of qualities (one value is broadcast), each checked against
+    ``config``."""
+    if isinstance(quality, Tensor):
+        q = quality.detach().to("cpu", torch.float64).reshape(-1)
+    elif isinstance(quality, (int, float)):
+        q = torch.full((batch,), float(quality), dtype=torch.float64)
+    else:
+        q = torch.tensor([float(v) for v in quality], dtype=torch.float64)
+    if q.numel() == 1 and batch > 1:
+        q = q.expand(batch)
+    if q.numel() != batch:
+        raise ValueError(f"expected {batch} qualities, got {q.numel()}")
+    for v in q.tolist():
+        config.check_quality(v)
+    return q
+
+
 class DMENet(CompressionModel):
     """DMENet with gain units. ``quality`` is a float in ``[1, config.levels]``."""
 
@@ -144,19 +162,7 @@ class DMENet(CompressionModel):
         return interpolate_gains(table, quality)
 
     def _qualities(self, quality: float | Sequence[float] | Tensor, batch: int) -> Tensor:
-        if isinstance(quality, Tensor):
-            q = quality.detach().to("cpu", torch.float64).reshape(-1)
-        elif isinstance(quality, (int, float)):
-            q = torch.full((batch,), float(quality), dtype=torch.float64)
-        else:
-            q = torch.tensor([float(v) for v in quality], dtype=torch.float64)
-        if q.numel() == 1 and batch > 1:
-            q = q.expand(batch)
-        if q.numel() != batch:
-            raise ValueError(f"expected {batch} qualities, got {q.numel()}")
-        for v in q.tolist():
-            self.config.check_quality(v)
-        return q
+        return quality_tensor(self.config, quality, batch)
 
     # --------------------------------------------------------------- training
     def forward(self, x: Tensor, quality: float | Sequence[float] | Tensor) -> ForwardResult:

@@ -15,7 +15,7 @@ from compressai.models import MeanScaleHyperprior
 from torch import Tensor, nn
 
 from dmenet_geo.model.config import DMENetConfig
-from dmenet_geo.model.dmenet import ForwardResult, interpolate_gains
+from dmenet_geo.model.dmenet import ForwardResult, interpolate_gains, quality_tensor
 
 __all__ = ["GainMeanScaleHyperprior", "ARCH"]
 
@@ -36,15 +36,7 @@ class GainMeanScaleHyperprior(MeanScaleHyperprior):  # type: ignore[misc]
         self.log_hyper_inv_gain = nn.Parameter(torch.zeros(config.levels, config.n))
 
     def _q(self, quality: float | Sequence[float] | Tensor, batch: int) -> Tensor:
-        if isinstance(quality, Tensor):
-            q = quality.detach().to("cpu", torch.float64).reshape(-1)
-        elif isinstance(quality, (int, float)):
-            q = torch.full((batch,), float(quality), dtype=torch.float64)
-        else:
-            q = torch.tensor([float(v) for v in quality], dtype=torch.float64)
-        for v in q.tolist():
-            self.config.check_quality(v)
-        return q.expand(batch) if q.numel() == 1 else q
+        return quality_tensor(self.config, quality, batch)
 
     def forward(self, x: Tensor, quality: float | Sequence[float] | Tensor) -> ForwardResult:  # type: ignore[override]
         q = self._q(quality, x.shape[0])
