@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -24,9 +25,11 @@ def local_worker_environ(threads: int) -> dict[str, str]:
     return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
 
 
+@functools.cache
 def _relax_malloc_trim() -> None:
     """On a worker started with dask's ``MALLOC_TRIM_THRESHOLD_`` (an existing cluster), restore a
-    large mmap threshold so torch's buffers are reused instead of mmap-ed per call (glibc only)."""
+    large mmap threshold so torch's buffers are reused instead of mmap-ed per call (glibc only;
+    once per process)."""
     if "MALLOC_TRIM_THRESHOLD_" not in os.environ or os.environ.get("DMENET_KEEP_MALLOC"):
         return
     try:

@@ -38,7 +38,15 @@ from torch import Tensor, nn
 from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.layers import LSM, SDPM, CBlock, RBlock
 
-__all__ = ["DMENet", "ForwardResult", "CompressedLatents", "STRIDE", "interpolate_gains", "quality_tensor"]
+__all__ = [
+    "DMENet",
+    "ForwardResult",
+    "CompressedLatents",
+    "STRIDE",
+    "initial_log_gains",
+    "interpolate_gains",
+    "quality_tensor",
+]
 
 STRIDE = 64
 MEAN_GRID = 64.0
@@ -105,6 +113,13 @@ def interpolate_gains(table: Tensor, quality: Tensor) -> Tensor:
     return torch.exp(log_g)[:, :, None, None]
 
 
+def initial_log_gains(lambdas: Sequence[float], n: int) -> Tensor:
+    """Initial (levels, n) log-gain table: gains spread as sqrt(lambda), 1 at the largest lambda
+    (the quantisation step goes as 1 / gain)."""
+    lam = torch.tensor(lambdas, dtype=torch.float64)
+    return (0.5 * torch.log(lam / lam.max())).float().unsqueeze(1).repeat(1, n)
+
+
 def quality_tensor(config: DMENetConfig, quality: float | Sequence[float] | Tensor, batch: int) -> Tensor:
     """A (batch,) float64 CPU tensor of qualities (one value is broadcast), each checked against
     ``config``."""
@@ -146,8 +161,7 @@ class DMENet(CompressionModel):
         self.entropy_bottleneck = EntropyBottleneck(n)
         self.gaussian_conditional = GaussianConditional(None)
         # Gain units, stored as log-gains; initial spread follows sqrt(lambda) (step ~ 1/gain).
-        lam = torch.tensor(self.config.lambdas, dtype=torch.float64)
-        init = (0.5 * torch.log(lam / lam.max())).float().unsqueeze(1).repeat(1, n)
+        init = initial_log_gains(self.config.lambdas, n)
         self.log_gain = nn.Parameter(init.clone())
         self.log_inv_gain = nn.Parameter(-init.clone())
         self.log_hyper_gain = nn.Parameter(torch.zeros(self.config.levels, n))

@@ -15,7 +15,7 @@ from compressai.models import MeanScaleHyperprior
 from torch import Tensor, nn
 
 from dmenet_geo.model.config import DMENetConfig
-from dmenet_geo.model.dmenet import ForwardResult, interpolate_gains, quality_tensor
+from dmenet_geo.model.dmenet import ForwardResult, initial_log_gains, interpolate_gains, quality_tensor
 
 __all__ = ["GainMeanScaleHyperprior", "ARCH"]
 
@@ -28,8 +28,7 @@ class GainMeanScaleHyperprior(MeanScaleHyperprior):  # type: ignore[misc]
     def __init__(self, config: DMENetConfig) -> None:
         super().__init__(N=config.n, M=config.n)
         self.config = config
-        lam = torch.tensor(config.lambdas, dtype=torch.float64)
-        init = (0.5 * torch.log(lam / lam.max())).float().unsqueeze(1).repeat(1, config.n)
+        init = initial_log_gains(config.lambdas, config.n)
         self.log_gain = nn.Parameter(init.clone())
         self.log_inv_gain = nn.Parameter(-init.clone())
         self.log_hyper_gain = nn.Parameter(torch.zeros(config.levels, config.n))

@@ -8,7 +8,8 @@ latent strings (``len(y) + len(z)``, no header); the curve records which (``rate
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,43 @@ def _to_tensor(tiles: Sequence[np.ndarray]) -> Any:
     import torch
 
     return torch.from_numpy(np.stack(tiles).transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
+
+
+@dataclass
+class _Coded:
+    """One batch coded and decoded: bytes and reconstruction per tile, and the time it took."""
+
+    nbytes: list[int] = field(default_factory=list)
+    recs: list[np.ndarray] = field(default_factory=list)
+    enc_s: float = 0.0
+    dec_s: float = 0.0
+
+
+def _sweep(
+    tiles: Sequence[np.ndarray],
+    qualities: Sequence[float],
+    label: str,
+    batch_size: int,
+    progress: bool,
+    code: Callable[[Sequence[np.ndarray], float], _Coded],
+) -> list[RDPoint]:
+    """One RD point per quality: ``code`` every batch of tiles, then measure the reconstructions."""
+    pixels = tiles[0].shape[0] * tiles[0].shape[1]
+    points = []
+    for i, q in enumerate(qualities, 1):
+        t0 = time.perf_counter()
+        total = _Coded()
+        for start in range(0, len(tiles), batch_size):
+            part = code(tiles[start : start + batch_size], float(q))
+            total.nbytes += part.nbytes
+            total.recs += part.recs
+            total.enc_s += part.enc_s
+            total.dec_s += part.dec_s
+        per_tile = [tile_metrics(t, r) for t, r in zip(tiles, total.recs, strict=True)]
+        p = RDPoint.from_tiles(float(q), total.nbytes, per_tile, pixels, total.enc_s, total.dec_s)
+        points.append(p)
+        log(point_line(f"[{i}/{len(qualities)}] {label} q={q:g}", p, time.perf_counter() - t0), progress)
+    return points
 
 
 def _codec_for(model: str | Path) -> tuple[Any, str]:
@@ -85,43 +123,35 @@ def evaluate_dmenet(
         f"{time.perf_counter() - t0:.1f} s; rate from {rate_source}",
         progress,
     )
-    pixels = tiles[0].shape[0] * tiles[0].shape[1]
-    points = []
-    for i, q in enumerate(qualities, 1):
-        t0 = time.perf_counter()
-        nbytes: list[int] = []
-        recs: list[np.ndarray] = []
-        enc_s = dec_s = 0.0
-        codec = None if codec_cls is None else codec_cls(quality=float(q), model=str(model))
-        for start in range(0, len(tiles), batch_size):
-            batch = tiles[start : start + batch_size]
-            if codec is not None:
-                t = time.perf_counter()
-                blobs = codec.encode_batch([np.ascontiguousarray(b.transpose(2, 0, 1)) for b in batch])
-                enc_s += time.perf_counter() - t
-                t = time.perf_counter()
-                decoded = codec.decode_batch(blobs)
-                dec_s += time.perf_counter() - t
-                nbytes += [len(b) for b in blobs]
-                for d, b in zip(decoded, batch, strict=True):
-                    recs.append(np.asarray(d).reshape(3, *b.shape[:2]).transpose(1, 2, 0))
-            else:
-                x = _to_tensor(batch).to(device)
-                t = time.perf_counter()
-                latents = net.compress(x, float(q))
-                enc_s += time.perf_counter() - t
-                t = time.perf_counter()
-                x_hat, digests = net.decompress(latents)
-                dec_s += time.perf_counter() - t
-                if digests != latents.digests:
-                    raise RuntimeError(f"{label}: decoded latents differ from the encoder's at q={q}")
-                pairs = zip(latents.y_strings, latents.z_strings, strict=True)
-                nbytes += [len(y) + len(z) for y, z in pairs]
-                recs += list(_to_uint8(x_hat))
-        per_tile = [tile_metrics(t, r) for t, r in zip(tiles, recs, strict=True)]
-        p = RDPoint.from_tiles(float(q), nbytes, per_tile, pixels, enc_s, dec_s)
-        points.append(p)
-        log(point_line(f"[{i}/{len(qualities)}] {label} q={q:g}", p, time.perf_counter() - t0), progress)
+
+    def code(batch: Sequence[np.ndarray], q: float) -> _Coded:
+        out = _Coded()
+        if codec_cls is not None:
+            codec = codec_cls(quality=float(q), model=str(model))
+            t = time.perf_counter()
+            blobs = codec.encode_batch([np.ascontiguousarray(b.transpose(2, 0, 1)) for b in batch])
+            out.enc_s = time.perf_counter() - t
+            t = time.perf_counter()
+            decoded = codec.decode_batch(blobs)
+            out.dec_s = time.perf_counter() - t
+            out.nbytes = [len(b) for b in blobs]
+            pairs = zip(decoded, batch, strict=True)
+            out.recs = [np.asarray(d).reshape(3, *b.shape[:2]).transpose(1, 2, 0) for d, b in pairs]
+            return out
+        x = _to_tensor(batch).to(device)
+        t = time.perf_counter()
+        latents = net.compress(x, float(q))
+        out.enc_s = time.perf_counter() - t
+        t = time.perf_counter()
+        x_hat, digests = net.decompress(latents)
+        out.dec_s = time.perf_counter() - t
+        if digests != latents.digests:
+            raise RuntimeError(f"{label}: decoded latents differ from the encoder's at q={q}")
+        out.nbytes = [len(y) + len(z) for y, z in zip(latents.y_strings, latents.z_strings, strict=True)]
+        out.recs = list(_to_uint8(x_hat))
+        return out
+
+    points = _sweep(tiles, qualities, label, batch_size, progress, code)
     return RDCurve(label, "dmenet", "quality", points, rate_source=rate_source, model=str(model))
 
 
@@ -222,28 +252,22 @@ def evaluate_gain_baseline(
     net.update(force=True)
     net = net.to(device).eval()
     label = f"{ARCH} ({weights.parent.name})"
-    pixels = tiles[0].shape[0] * tiles[0].shape[1]
-    points = []
-    for i, q in enumerate(qualities, 1):
-        t0 = time.perf_counter()
-        nbytes: list[int] = []
-        recs: list[np.ndarray] = []
-        enc_s = dec_s = 0.0
+
+    def code(batch: Sequence[np.ndarray], q: float) -> _Coded:
+        out = _Coded()
         with torch.inference_mode():
-            for start in range(0, len(tiles), batch_size):
-                x = _to_tensor(tiles[start : start + batch_size]).to(device)
-                t = time.perf_counter()
-                y_strings, z_strings, shape = net.compress_at(x, float(q))
-                enc_s += time.perf_counter() - t
-                t = time.perf_counter()
-                x_hat = net.decompress_at(y_strings, z_strings, shape, float(q))
-                dec_s += time.perf_counter() - t
-                nbytes += [len(y) + len(z) for y, z in zip(y_strings, z_strings, strict=True)]
-                recs += list(_to_uint8(x_hat))
-        per_tile = [tile_metrics(t, r) for t, r in zip(tiles, recs, strict=True)]
-        p = RDPoint.from_tiles(float(q), nbytes, per_tile, pixels, enc_s, dec_s)
-        points.append(p)
-        log(point_line(f"[{i}/{len(qualities)}] {label} q={q:g}", p, time.perf_counter() - t0), progress)
+            x = _to_tensor(batch).to(device)
+            t = time.perf_counter()
+            y_strings, z_strings, shape = net.compress_at(x, float(q))
+            out.enc_s = time.perf_counter() - t
+            t = time.perf_counter()
+            x_hat = net.decompress_at(y_strings, z_strings, shape, float(q))
+            out.dec_s = time.perf_counter() - t
+        out.nbytes = [len(y) + len(z) for y, z in zip(y_strings, z_strings, strict=True)]
+        out.recs = list(_to_uint8(x_hat))
+        return out
+
+    points = _sweep(tiles, qualities, label, batch_size, progress, code)
     return RDCurve(
         label,
         "compressai",
