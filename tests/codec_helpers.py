@@ -192,9 +192,8 @@ def assert_within_band_ranges(
 # ---------------------------------------------------------------------------- chunk anatomy
 
 
-_HEAD = struct.Struct("<4sBBBBHHd8sHH")
-_BAND = struct.Struct("<dd")
-_GROUP = struct.Struct("<III")
+HEAD = struct.Struct("<4sBBBHHf4s")  # magic, version, flags, kind, height, width, quality, model id
+RANGE_SIZES = (0, 8, 8, 16)  # bytes per band for range modes 0..3 (flags bits 2-3)
 
 
 @dataclass(frozen=True)
@@ -204,26 +203,42 @@ class Region:
     stop: int
 
 
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, position after it) of an unsigned LEB128 integer."""
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
 def chunk_regions(data: bytes) -> list[Region]:
-    """Byte regions of a well-formed chunk (format 1), independent of the package's parser."""
-    regions = [Region("header", 0, _HEAD.size)]
-    head = _HEAD.unpack_from(data, 0)
-    flags, bands = head[2], head[4]
-    pos = _HEAD.size
-    regions.append(Region("ranges", pos, pos + bands * _BAND.size))
-    pos += bands * _BAND.size
+    """Byte regions of a well-formed chunk (format 2), independent of the package's parser."""
+    regions = [Region("header", 0, HEAD.size)]
+    head = HEAD.unpack_from(data, 0)
+    assert head[1] == 2, "not a format-2 chunk"
+    flags, bands = head[2], (head[3] & 0x0F) + 1
+    pos = HEAD.size
+    ranges = bands * RANGE_SIZES[flags >> 2 & 3]
+    regions.append(Region("ranges", pos, pos + ranges))
+    pos += ranges
     for g in range(-(-bands // 3)):
-        _, len_z, len_y = _GROUP.unpack_from(data, pos)
-        regions.append(Region(f"group{g}.lengths", pos, pos + _GROUP.size))
-        pos += _GROUP.size
+        start = pos
+        len_z, pos = read_varint(data, pos + 4)
+        len_y, pos = read_varint(data, pos)
+        regions.append(Region(f"group{g}.lengths", start, pos))
         regions.append(Region(f"group{g}.z", pos, pos + len_z))
         pos += len_z
         regions.append(Region(f"group{g}.y", pos, pos + len_y))
         pos += len_y
-    if flags & 1:
-        (len_mask,) = struct.unpack_from("<I", data, pos)
-        regions.append(Region("mask", pos, pos + 4 + len_mask))
-        pos += 4 + len_mask
+    for bit, name in ((1, "mask"), (2, "nan_mask")):
+        if flags & bit:
+            length, after = read_varint(data, pos)
+            regions.append(Region(name, pos, after + length))
+            pos = after + length
     regions.append(Region("crc", pos, pos + 4))
     assert pos + 4 == len(data), "chunk layout does not add up"
     return regions

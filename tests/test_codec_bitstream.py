@@ -64,9 +64,9 @@ def test_other_weights_id_is_refused(chunks) -> None:
     assert unpack_chunk(data).header.model_id.hex() in str(info.value)
     assert "abababab" in str(info.value)
     # the same chunk stamped with another model id (and a valid checksum) is refused by the shipped codec
-    forged = reseal(data[:20] + bytes(8) + data[28:])  # model_id: bytes 20..27
-    assert unpack_chunk(forged).header.model_id == bytes(8)
-    with pytest.raises(DMENetCodecError, match="encoded with weights 0000000000000000"):
+    forged = reseal(data[:15] + bytes(4) + data[19:])  # model_id: bytes 15..18
+    assert unpack_chunk(forged).header.model_id == bytes(4)
+    with pytest.raises(DMENetCodecError, match="encoded with weights 00000000"):
         DMENetCodec().decode(forged)
 
 
@@ -111,9 +111,9 @@ def test_digest_mismatch_is_refused(chunks) -> None:
 @pytest.mark.parametrize("quality", [0.0, 0.999, 8.5, float("nan"), float("-inf")],
                          ids=["q0", "q0.999", "q8.5", "qnan", "q-inf"])
 def test_forged_quality_out_of_range_raises(chunks, quality: float) -> None:
-    """The header's quality (bytes 12..19) is not checked by the container: the model refuses it."""
+    """The header's quality (bytes 11..14) is not checked by the container: the model refuses it."""
     _, data, _ = chunks["A"]
-    forged = reseal(data[:12] + struct.pack("<d", quality) + data[20:])
+    forged = reseal(data[:11] + struct.pack("<f", quality) + data[15:])
     with pytest.raises(DMENetCodecError):
         DMENetCodec().decode(forged)
 

@@ -170,6 +170,7 @@ def encode_arrays(
     """Encode chunks; groups of equal size are batched through the model."""
     import torch
 
+    quality = float(np.float32(quality))  # the chunk header stores quality as f32: code at that value
     prepared = [prepare(a, nodata, value_range) for a in arrays]
     model = _model(model_name)
     by_size: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
@@ -191,7 +192,7 @@ def encode_arrays(
     chunks = []
     for ci, p in enumerate(prepared):
         header = ChunkHeader(
-            p.dtype, p.shape[0], p.shape[1], p.shape[2], float(quality), model_id, z_shapes[ci], p.ranges
+            p.dtype, p.shape[0], p.shape[1], p.shape[2], quality, model_id, z_shapes[ci], p.ranges
         )
         groups = tuple(payloads[(ci, gi)] for gi in range(len(p.groups)))
         chunks.append(Chunk(header, groups, p.mask, p.nan_mask))

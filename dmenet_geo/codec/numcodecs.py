@@ -19,7 +19,7 @@ import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray, ndarray_copy
 
-from dmenet_geo.codec.bitstream import DMENetCodecError, pack_chunk, unpack_chunk
+from dmenet_geo.codec.bitstream import MODEL_ID_BYTES, DMENetCodecError, pack_chunk, unpack_chunk
 from dmenet_geo.codec.engine import decode_chunks, encode_arrays
 
 __all__ = ["DMENetCodec"]
@@ -90,7 +90,7 @@ class DMENetCodec(Codec):
     # ---------------------------------------------------------------- helpers
     @property
     def _model_id(self) -> bytes:
-        return bytes.fromhex(self.weights_sha256)[:8]
+        return bytes.fromhex(self.weights_sha256)[:MODEL_ID_BYTES]
 
     def _check_weights(self) -> None:
         shipped, _ = _shipped(self.model)
@@ -143,7 +143,7 @@ class DMENetCodec(Codec):
                 raise TypeError("cannot decode an object array")
             data = ensure_contiguous_ndarray(buf).view(np.uint8).tobytes()
             chunk = unpack_chunk(data)
-            if chunk.header.model_id != self._model_id:
+            if not bytes.fromhex(self.weights_sha256).startswith(chunk.header.model_id):
                 raise DMENetCodecError(
                     f"chunk was encoded with weights {chunk.header.model_id.hex()}..., this codec uses "
                     f"{self.weights_sha256[:16]}..."

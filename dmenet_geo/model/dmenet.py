@@ -7,9 +7,7 @@ bottleneck. See :mod:`dmenet_geo.model.layers` for the choices the paper leaves 
 
 Beyond the paper:
 
-* **Variable rate** with gain units (Cui et al., CVPR 2021): one gain and one inverse gain vector per
-  operating point for ``y`` and for ``z``. A float quality between two operating points
-  interpolates the vectors log-linearly, so quality is continuous.
+* **Variable rate** with gain units (Cui et al., CVPR 2021), see :mod:`dmenet_geo.model.gains`.
 * **Exact decoding.** The entropy parameters are computed from ``z_hat`` by a float64 copy of the
   hyper decoder and LSM on the CPU, whatever the model's device; the means are rounded to a 1/64
   grid and the scale indexes are found in float64. Encoder and decoder therefore derive the same
@@ -36,6 +34,7 @@ from compressai.models.base import CompressionModel, get_scale_table
 from torch import Tensor, nn
 
 from dmenet_geo.model.config import DMENetConfig
+from dmenet_geo.model.gains import initial_log_gains, interpolate_gains, quality_tensor
 from dmenet_geo.model.layers import LSM, SDPM, CBlock, RBlock
 
 __all__ = [
@@ -95,47 +94,6 @@ class _EntropyParameters(nn.Module):
     def forward(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
         scales, means = self.head(self.h_s(z_hat)).chunk(2, dim=1)
         return scales, means
-
-
-def interpolate_gains(table: Tensor, quality: Tensor) -> Tensor:
-    """Gain vectors, (B, N, 1, 1), for a (B,) tensor of qualities from a (levels, N) log-gain table.
-
-    Quality ``q`` in ``[1, levels]``; between integers the log-gains are interpolated linearly.
-    """
-    levels = table.shape[0]
-    q = quality.to(table.device, torch.float64)
-    if levels == 1:
-        log_g = table[0:1].expand(q.shape[0], -1)
-    else:
-        lo = torch.clamp(torch.floor(q) - 1, 0, levels - 2).long()
-        frac = (q - 1 - lo).to(table.dtype).unsqueeze(1)
-        log_g = table[lo] * (1 - frac) + table[lo + 1] * frac
-    return torch.exp(log_g)[:, :, None, None]
-
-
-def initial_log_gains(lambdas: Sequence[float], n: int) -> Tensor:
-    """Initial (levels, n) log-gain table: gains spread as sqrt(lambda), 1 at the largest lambda
-    (the quantisation step goes as 1 / gain)."""
-    lam = torch.tensor(lambdas, dtype=torch.float64)
-    return (0.5 * torch.log(lam / lam.max())).float().unsqueeze(1).repeat(1, n)
-
-
-def quality_tensor(config: DMENetConfig, quality: float | Sequence[float] | Tensor, batch: int) -> Tensor:
-    """A (batch,) float64 CPU tensor of qualities (one value is broadcast), each checked against
-    ``config``."""
-    if isinstance(quality, Tensor):
-        q = quality.detach().to("cpu", torch.float64).reshape(-1)
-    elif isinstance(quality, (int, float)):
-        q = torch.full((batch,), float(quality), dtype=torch.float64)
-    else:
-        q = torch.tensor([float(v) for v in quality], dtype=torch.float64)
-    if q.numel() == 1 and batch > 1:
-        q = q.expand(batch)
-    if q.numel() != batch:
-        raise ValueError(f"expected {batch} qualities, got {q.numel()}")
-    for v in q.tolist():
-        config.check_quality(v)
-    return q
 
 
 class DMENet(CompressionModel):

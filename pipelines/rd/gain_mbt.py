@@ -15,7 +15,8 @@ from compressai.models import MeanScaleHyperprior
 from torch import Tensor, nn
 
 from dmenet_geo.model.config import DMENetConfig
-from dmenet_geo.model.dmenet import ForwardResult, initial_log_gains, interpolate_gains, quality_tensor
+from dmenet_geo.model.dmenet import ForwardResult
+from dmenet_geo.model.gains import initial_log_gains, interpolate_gains, quality_tensor
 
 __all__ = ["GainMeanScaleHyperprior", "ARCH"]
 
