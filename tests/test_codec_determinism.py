@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from codec_helpers import SAMPLE_TILES, assert_bitwise_equal, raster, real_tile, run_python
 
 from dmenet_geo.codec import DMENetCodec
@@ -141,6 +142,35 @@ def test_cuda_decode_matches_cpu_encoder(encoded) -> None:
     report, arrays = _decode_elsewhere(encoded, "cuda", {"DET_THREADS": "1", "DMENET_DEVICE": "cuda"})
     assert report["device"] == "cuda"
     _assert_matches(encoded, "cuda", arrays)
+
+
+def test_cpu_encoding_does_not_depend_on_the_batch() -> None:
+    """A chunk's bytes are the same whether it is encoded alone or among others (CPU)."""
+    from dmenet_geo.codec import set_runtime
+    from dmenet_geo.codec.engine import runtime
+
+    tiles = [real_tile(name=p.name) for p in sorted(SAMPLE_TILES.glob("*.png"))][:6]
+    codec = DMENetCodec(quality=5.5)
+    previous = (runtime.device, runtime.batch_size)
+    try:
+        set_runtime(device="cpu", batch_size=16)
+        together = codec.encode_batch(tiles + tiles[::-1])
+        set_runtime(batch_size=1)
+        alone = [codec.encode(t) for t in tiles]
+    finally:
+        runtime.device, runtime.batch_size = previous
+    assert together[: len(tiles)] == alone
+    assert together[len(tiles) :] == alone[::-1]
+    # the analysis transform's float latents themselves, which a batched float32 pass changes
+    from dmenet_geo.model import load_model
+
+    model = load_model("default")
+    x = torch.from_numpy(np.stack(tiles)).float() / 255
+    gain = torch.ones(len(tiles), model.config.n, 1, 1)
+    y, z = model._analysis(x, gain, gain)
+    for i in range(len(tiles)):
+        y1, z1 = model._analysis(x[i : i + 1], gain[:1], gain[:1])
+        assert torch.equal(y[i : i + 1], y1) and torch.equal(z[i : i + 1], z1), f"tile {i}"
 
 
 def test_set_runtime_validates_and_keeps_settings() -> None:
