@@ -39,15 +39,7 @@ from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.gains import initial_log_gains, interpolate_gains, quality_tensor
 from dmenet_geo.model.layers import LSM, SDPM, CBlock, RBlock
 
-__all__ = [
-    "DMENet",
-    "ForwardResult",
-    "CompressedLatents",
-    "STRIDE",
-    "initial_log_gains",
-    "interpolate_gains",
-    "quality_tensor",
-]
+__all__ = ["DMENet", "ForwardResult", "CompressedLatents", "STRIDE"]
 
 STRIDE = 64
 MEAN_GRID = 64.0
