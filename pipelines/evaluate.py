@@ -127,6 +127,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="DMENet bytes: codec chunks (with header) or raw latent strings; auto: codec if usable",
     )
     p.add_argument(
+        "--refine",
+        type=int,
+        default=0,
+        help="DMENet: optimise each tile's latent for N steps before coding (encoder only; 0: off)",
+    )
+    p.add_argument(
         "--codecs",
         default=None,
         help=f"comma-separated subset of {','.join(CLASSICAL_CODECS)} (default: all available; "
@@ -191,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         compressai_checkpoints=args.compressai_baseline,
         compressai_label=args.compressai_label,
         dmenet_rate=args.dmenet_rate,
+        refine=args.refine,
         device=args.device,
         batch_size=args.batch_size,
         threads=args.threads or None,

@@ -131,11 +131,21 @@ def test_rerun_skips_finished_scenes_and_keeps_them(job, tmp_path):
     assert report.totals()["chunks_encoded"] == 0 and marker.stat().st_mtime_ns == before
     assert json.loads((tmp_path / "r.json").read_text())["totals"]["skipped"] == 2
     # other settings: refused per scene, not silently mixed into the finished store
-    other = options().__class__(chunk=CHUNK, chunks_per_task=CHUNKS_PER_TASK, quality=6.0)
-    report = run_batch([str(job["root"] / "in" / "landsat7.tif")], out, other, processes=False, workers=1,
-                       progress=False, catalog=False, report_path=str(tmp_path / "r2.json"))
-    assert not report.ok and "other settings" in report.scenes[0].error
-    assert marker.stat().st_mtime_ns == before
+    for changed in ({"quality": 6.0}, {"refine": 2}):
+        other = options().__class__(chunk=CHUNK, chunks_per_task=CHUNKS_PER_TASK, **changed)
+        report = run_batch([str(job["root"] / "in" / "landsat7.tif")], out, other, processes=False, workers=1,
+                           progress=False, catalog=False, report_path=str(tmp_path / "r2.json"))
+        assert not report.ok and "other settings" in report.scenes[0].error, changed
+        assert marker.stat().st_mtime_ns == before
+
+
+def test_output_settings_name_refine_only_when_on() -> None:
+    from dmenet_geo.archive import BatchOptions
+
+    # a job without refinement digests its settings as before the option existed
+    assert "refine" not in BatchOptions().output_settings()
+    assert BatchOptions(refine=5).output_settings()["refine"] == 5
+    assert "device" not in BatchOptions(device="cpu").output_settings()
 
 
 # -------------------------------------------------------------------------------------------- STAC

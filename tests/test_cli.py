@@ -101,6 +101,7 @@ def test_verify_reports_corrupt_chunk(
         (["compress", str(UINT8_RGB), "{tmp}/o.zarr", "--bands", "9"], "band 9 does not exist"),
         (["compress", str(UINT8_RGB), "{tmp}/o.zarr", "--quality", "11"], "quality must be"),
         (["compress", str(UINT8_RGB), "{tmp}/o.zarr", "--aoi", "POLYGON ((0 0"], "neither WKT"),
+        (["compress", str(UINT8_RGB), "{tmp}/o.zarr", "--refine", "-2"], "refine must be"),
         (["info", "{tmp}"], "not a Zarr v3 store"),
         (["info", "{tmp}/nothing.zarr"], "no such store"),
         (["decompress", "{tmp}/nothing.zarr", "{tmp}/x.tif"], "no such store"),

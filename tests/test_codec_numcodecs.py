@@ -79,6 +79,8 @@ CONFIG_CASES = {
     "explicit-sha": {"weights_sha256": SHA},
     "explicit-sha-upper": {"weights_sha256": SHA.upper()},
     "other-sha": {"weights_sha256": "ab" * 32},
+    "refine-10": {"refine": 10},
+    "refine-max": {"refine": 1000},
 }
 
 
@@ -88,7 +90,8 @@ def test_check_config(kwargs: dict) -> None:
     nc_common.check_config(codec)
     config = codec.get_config()
     assert config["id"] == "dmenet"
-    assert set(config) == {"id", "quality", "nodata", "model", "weights_sha256", "value_range"}
+    expected = {"id", "quality", "nodata", "model", "weights_sha256", "value_range"}
+    assert set(config) == expected | ({"refine"} if kwargs.get("refine") else set())
     assert config["weights_sha256"] == kwargs.get("weights_sha256", SHA).lower()
     # the registry resolves the id (entry point or explicit registration) to the same codec
     assert numcodecs.get_codec(json.loads(json.dumps(config))) == codec
@@ -97,8 +100,9 @@ def test_check_config(kwargs: dict) -> None:
 @pytest.mark.parametrize(
     "stmt",
     [
-        f"DMENetCodec(model='default', nodata=None, quality=4.0, value_range=None, weights_sha256='{SHA}')",
-        f"DMENetCodec(model='default', nodata=0.0, quality=2.5, value_range=[[0.0, 10000.0]], "
+        f"DMENetCodec(model='default', nodata=None, quality=4.0, refine=0, value_range=None, "
+        f"weights_sha256='{SHA}')",
+        f"DMENetCodec(model='default', nodata=0.0, quality=2.5, refine=5, value_range=[[0.0, 10000.0]], "
         f"weights_sha256='{SHA}')",
     ],
     ids=["default", "custom"],
@@ -111,7 +115,8 @@ def test_check_repr(stmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_default_repr_uses_the_shipped_sha() -> None:
     assert repr(DMENetCodec()) == (
-        f"DMENetCodec(model='default', nodata=None, quality=4.0, value_range=None, weights_sha256='{SHA}')"
+        f"DMENetCodec(model='default', nodata=None, quality=4.0, refine=0, value_range=None, "
+        f"weights_sha256='{SHA}')"
     )
 
 
@@ -298,6 +303,11 @@ BAD_CONFIGS = {
     "model-empty": ({"model": ""}, "model"),
     "model-unknown": ({"model": "no-such-model"}, "model"),
     "model-int": ({"model": 3}, "model"),
+    "refine-negative": ({"refine": -1}, "refine"),
+    "refine-too-many": ({"refine": 1001}, "refine"),
+    "refine-float": ({"refine": 2.5}, "refine"),
+    "refine-bool": ({"refine": True}, "refine"),
+    "refine-string": ({"refine": "10"}, "refine"),
 }
 
 

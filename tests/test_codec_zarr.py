@@ -192,3 +192,15 @@ def test_v3_rejects_unsupported_arrays(tmp_path: Path, shape, chunks, dtype, mat
     with pytest.raises(DMENetCodecError, match=match):
         zarr.create_array(str(tmp_path / "bad.zarr"), shape=shape, chunks=chunks, dtype=dtype,
                           serializer={"name": "dmenet"}, compressors=None)
+
+
+@pytest.mark.parametrize("refine", [0, 3], ids=["off", "on"])
+def test_refine_round_trips_through_zarr_metadata(refine: int) -> None:
+    from dmenet_geo.codec.zarr3 import DMENetZarrCodec
+
+    meta = DMENetZarrCodec(quality=2.0, refine=refine).to_dict()
+    assert json.loads(json.dumps(meta)) == meta
+    # written only when on: plain stores keep the metadata earlier versions wrote
+    assert meta["configuration"].get("refine") == (refine or None)
+    again = DMENetZarrCodec.from_dict(meta)
+    assert again.inner.refine == refine and again.to_dict() == meta

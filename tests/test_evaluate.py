@@ -171,6 +171,9 @@ def test_dmenet_curve_from_a_weights_file(tmp_path: Path, small_model: DMENet, o
     assert all(p.bpp > 0 and p.tiles == 2 and math.isfinite(p.psnr) for p in curve.points)
     with pytest.raises(ValueError):
         ev.evaluate_dmenet([one_tile], [0.5], weights, progress=False)
+    refined = ev.evaluate_dmenet([one_tile], [1], weights, progress=False, refine=2)
+    assert refined.rate_source and refined.rate_source.endswith("latents refined for 2 steps per tile")
+    assert refined.points[0].bpp > 0 and math.isfinite(refined.points[0].psnr)
 
 
 def test_compressai_baseline_checkpoints(tmp_path: Path, one_tile: np.ndarray) -> None:

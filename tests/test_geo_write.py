@@ -268,7 +268,27 @@ def test_existing_store_needs_overwrite(tmp_path: Path) -> None:
     assert dmenet_geo.store_info(store).quality == 2.0
 
 
-@pytest.mark.parametrize("kwargs", [{"quality": 0.5}, {"quality": 9}, {"chunk": 100}, {"target_psnr": -3}])
+def test_refine_writes_a_store_plain_readers_decode(tmp_path: Path) -> None:
+    plain = compress_geotiff(UINT8_RGB, tmp_path / "p.zarr", quality=2.0, overview=False, **FAST)
+    refined = compress_geotiff(UINT8_RGB, tmp_path / "r.zarr", quality=2.0, overview=False, refine=3, **FAST)
+    meta = json.loads((tmp_path / "r.zarr" / "image" / "zarr.json").read_text())
+    assert meta["codecs"][0]["configuration"]["refine"] == 3
+    original = read_source(UINT8_RGB)
+    decoded = xr.open_zarr(tmp_path / "r.zarr", mask_and_scale=False)["image"].values
+    assert decoded.shape == original.shape
+    valid = original != 0
+    assert (decoded[~valid] == 0).all()  # nodata still exact
+    assert psnr(original, decoded, 0) > PSNR_MIN_DB
+    assert refined.chunks_written == plain.chunks_written and refined.psnr is not None
+    assert dmenet_geo.store_info(tmp_path / "r.zarr").quality == 2.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"quality": 0.5}, {"quality": 9}, {"chunk": 100}, {"target_psnr": -3}, {"refine": -1},
+     {"refine": 2, "target_psnr": 30.0}],
+    ids=["quality-low", "quality-high", "chunk", "target-psnr", "refine-negative", "refine-with-target"],
+)
 def test_bad_options(tmp_path: Path, kwargs: dict) -> None:  # type: ignore[type-arg]
     with pytest.raises(GeoError):
         compress_geotiff(UINT8_RGB, tmp_path / "o.zarr", **{**FAST, **kwargs})

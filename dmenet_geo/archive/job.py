@@ -64,12 +64,15 @@ class BatchOptions:
     psnr_samples: int = 8
     device: str | None = None  # where workers run the model (None: CUDA if available)
     torch_threads: int | None = None  # torch threads per worker (None: the host's cores / Dask threads)
+    refine: int = 0  # latent refinement steps per chunk (fixed quality only)
 
     def output_settings(self) -> dict[str, Any]:
         """The settings that decide a scene's store (device, threads and batching do not)."""
         d = asdict(self)
         for k in ("device", "torch_threads", "chunks_per_task"):
             d.pop(k)
+        if not self.refine:  # absent when off: reports written before the option existed still match
+            d.pop("refine")
         d["bands"] = None if self.bands is None else list(self.bands)
         return d
 
@@ -108,7 +111,7 @@ def run_scene(
             scene.source, scene.store, quality=options.quality, target_psnr=options.target_psnr,
             bands=options.bands, chunk=options.chunk, overview=options.overview, progress=False,
             model=options.model, chunks_per_task=options.chunks_per_task, scheduler="sync",
-            psnr_samples=options.psnr_samples, resume=True,
+            psnr_samples=options.psnr_samples, resume=True, refine=options.refine,
         )
         identity = file_identity(scene.source)
         item = item_info(scene.source, scene.store, identity)

@@ -30,6 +30,9 @@ def register(sub: Any) -> None:
     q.add_argument("--quality", type=float, default=4.0, help="quality in [1, 8] for every chunk (default 4)")
     q.add_argument("--target-psnr", type=float, default=None, metavar="DB",
                    help="per chunk, the lowest quality reaching this PSNR (dB)")
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="optimise each chunk's latent for STEPS steps before coding (default 0: off; "
+                        "fixed --quality only)")
     p.add_argument("--bands", type=parse_bands, default=None, help="1-based bands (default all)")
     p.add_argument("--chunk", type=int, default=256, help="chunk size in pixels (default 256)")
     p.add_argument("--no-overview", action="store_true", help="do not store overviews")
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         quality=args.quality, target_psnr=args.target_psnr,
         bands=None if args.bands is None else tuple(args.bands), chunk=args.chunk,
         overview=not args.no_overview, chunks_per_task=args.chunks_per_task, device=args.device,
-        torch_threads=args.torch_threads,
+        torch_threads=args.torch_threads, refine=args.refine,
     )
     report = run_batch(
         args.inputs, args.out, options, scheduler=args.scheduler, workers=args.workers,

@@ -166,8 +166,10 @@ def encode_arrays(
     value_range: tuple[tuple[float, float], ...] | None,
     model_name: str,
     model_id: bytes,
+    refine: int = 0,
 ) -> list[Chunk]:
-    """Encode chunks; groups of equal size are batched through the model."""
+    """Encode chunks; groups of equal size are batched through the model. ``refine`` > 0 spends
+    that many optimisation steps on each group's latent (:mod:`dmenet_geo.model.refine`)."""
     import torch
 
     quality = float(np.float32(quality))  # the chunk header stores quality as f32: code at that value
@@ -183,7 +185,7 @@ def encode_arrays(
         for start in range(0, len(items), runtime.batch_size):
             batch = items[start : start + runtime.batch_size]
             x = torch.from_numpy(np.stack([prepared[ci].groups[gi] for ci, gi in batch]))
-            latents = model.compress(x, quality)
+            latents = model.compress(x, quality, refine_steps=refine)
             for k, (ci, gi) in enumerate(batch):
                 payloads[(ci, gi)] = GroupPayload(
                     latents.digests[k], latents.z_strings[k], latents.y_strings[k]

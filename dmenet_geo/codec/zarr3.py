@@ -1,7 +1,7 @@
 """``DMENetZarrCodec``: DMENet as a Zarr v3 array-to-bytes codec (a ``serializer``) named ``dmenet``.
 
 Its configuration is the numcodecs codec's (``quality``, ``nodata``, ``model``, ``weights_sha256``,
-``value_range``). Arrays are (bands, y, x) or (y, x). Zarr hands the codec a batch of chunks at a
+``value_range``, ``refine``). Arrays are (bands, y, x) or (y, x). Zarr hands the codec a batch of chunks at a
 time (``codec_pipeline.batch_size``); the batch goes through the model together, in a worker thread.
 """
 

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.gains import initial_log_gains, interpolate_gains, quality_tensor
 from dmenet_geo.model.layers import LSM, SDPM, CBlock, RBlock
+from dmenet_geo.model.refine import refine_latents
 
 __all__ = ["DMENet", "ForwardResult", "CompressedLatents", "STRIDE"]
 
@@ -190,9 +191,12 @@ class DMENet(CompressionModel):
 
     @torch.inference_mode()
     def compress(  # type: ignore[override]
-        self, x: Tensor, quality: float | Sequence[float] | Tensor
+        self, x: Tensor, quality: float | Sequence[float] | Tensor, refine_steps: int = 0
     ) -> CompressedLatents:
-        """Entropy-code a batch of images ``x`` (B, 3, H, W) in [0, 1]; any H and W."""
+        """Entropy-code a batch of images ``x`` (B, 3, H, W) in [0, 1]; any H and W.
+
+        ``refine_steps`` > 0 optimises each latent for its image before coding
+        (:mod:`dmenet_geo.model.refine`): slower encoding, fewer bits, same decoder."""
         self._ensure_ready()
         b, _, h, w = x.shape
         q = self._qualities(quality, b)
@@ -202,6 +206,9 @@ class DMENet(CompressionModel):
         gain = torch.exp(self._table64(self.log_gain, q)).float().to(device)
         hgain = torch.exp(self._table64(self.log_hyper_gain, q)).float().to(device)
         y, z = self._analysis(padded.to(device), gain, hgain)
+        if refine_steps:
+            y = refine_latents(self, padded.to(device), y, q.to(device), refine_steps)
+            z = self._hyper_analysis(y, hgain)
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         indexes, means = self._indexes_and_means(z_hat, q)
@@ -224,9 +231,15 @@ class DMENet(CompressionModel):
         other devices keep the batch."""
         if x.device.type != "cpu":
             y = self.g_a(x) * gain
-            return y, self.h_a(y) * hgain
-        ys = [self.g_a(x[i : i + 1]) * gain[i : i + 1] for i in range(x.shape[0])]
-        return torch.cat(ys), torch.cat([self.h_a(y) * hgain[i : i + 1] for i, y in enumerate(ys)])
+        else:
+            y = torch.cat([self.g_a(x[i : i + 1]) * gain[i : i + 1] for i in range(x.shape[0])])
+        return y, self._hyper_analysis(y, hgain)
+
+    def _hyper_analysis(self, y: Tensor, hgain: Tensor) -> Tensor:
+        """``z`` from ``y``, one image at a time on the CPU (see :meth:`_analysis`)."""
+        if y.device.type != "cpu":
+            return self.h_a(y) * hgain
+        return torch.cat([self.h_a(y[i : i + 1]) * hgain[i : i + 1] for i in range(y.shape[0])])
 
     @torch.inference_mode()
     def decompress(self, latents: CompressedLatents) -> tuple[Tensor, list[int]]:  # type: ignore[override]

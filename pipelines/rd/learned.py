@@ -94,9 +94,11 @@ def evaluate_dmenet(
     batch_size: int = 16,
     progress: bool = True,
     label: str = DMENET,
+    refine: int = 0,
 ) -> RDCurve:
     """DMENet curve over ``qualities``: codec container bytes (``rate="codec"``), raw latent strings
-    (``"latents"``), or the codec when it can be used (``"auto"``)."""
+    (``"latents"``), or the codec when it can be used (``"auto"``). ``refine`` > 0 optimises each
+    tile's latent for that many steps before coding (encoder only)."""
     from dmenet_geo.model import get_model, load_model
 
     if rate not in ("auto", "codec", "latents"):
@@ -118,6 +120,8 @@ def evaluate_dmenet(
         rate_source = "codec: DMENetCodec chunk bytes (container header included)"
     else:
         rate_source = f"latents: len(y_strings) + len(z_strings), no container header ({why_not})"
+    if refine:
+        rate_source += f"; latents refined for {refine} steps per tile"
     log(
         f"{label}: model {model} (N={net.config.n}, {net.config.levels} levels) loaded in "
         f"{time.perf_counter() - t0:.1f} s; rate from {rate_source}",
@@ -127,7 +131,7 @@ def evaluate_dmenet(
     def code(batch: Sequence[np.ndarray], q: float) -> _Coded:
         out = _Coded()
         if codec_cls is not None:
-            codec = codec_cls(quality=float(q), model=str(model))
+            codec = codec_cls(quality=float(q), model=str(model), refine=refine)
             t = time.perf_counter()
             blobs = codec.encode_batch([np.ascontiguousarray(b.transpose(2, 0, 1)) for b in batch])
             out.enc_s = time.perf_counter() - t
@@ -140,7 +144,7 @@ def evaluate_dmenet(
             return out
         x = _to_tensor(batch).to(device)
         t = time.perf_counter()
-        latents = net.compress(x, float(q))
+        latents = net.compress(x, float(q), refine_steps=refine)
         out.enc_s = time.perf_counter() - t
         t = time.perf_counter()
         x_hat, digests = net.decompress(latents)

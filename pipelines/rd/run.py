@@ -67,6 +67,7 @@ def evaluate(
     compressai_checkpoints: Sequence[Path | str] = (),
     compressai_label: str = "mbt2018-mean",
     dmenet_rate: str = "auto",
+    refine: int = 0,
     device: str = "cpu",
     batch_size: int = 16,
     threads: int | None = None,
@@ -77,7 +78,8 @@ def evaluate(
     """Run the whole evaluation; ``write_json`` of the result gives the JSON (``meta``, ``curves``, ``bd``).
 
     ``model=None`` skips DMENet. ``codecs`` are keys of :data:`CLASSICAL_CODECS` (default: all that
-    the installed imagecodecs provides); ``sweeps`` overrides their settings per key.
+    the installed imagecodecs provides); ``sweeps`` overrides their settings per key. ``refine``
+    applies to the shipped DMENet model only, not to baselines.
     """
     import imagecodecs
     import torch
@@ -100,7 +102,9 @@ def evaluate(
 
     curves: dict[str, RDCurve] = {}
     if model is not None:
-        curves[DMENET] = evaluate_dmenet(tiles, qualities, model, dmenet_rate, device, batch_size, progress)
+        curves[DMENET] = evaluate_dmenet(
+            tiles, qualities, model, dmenet_rate, device, batch_size, progress, refine=refine
+        )
     for b in map(Path, baselines):
         c = _learned_baseline(b, tiles, qualities, baseline_curve, dmenet_rate, device, batch_size, progress)
         curves[c.name] = c

@@ -1,0 +1,118 @@
+"""Encoder-side latent refinement: spend encoding time to save bits, with the decoder unchanged.
+
+The analysis transform is amortised: one network guesses the latent ``y`` for every image. For a
+given image, gradient steps on ``y`` itself lower the rate-distortion cost the model was trained
+for (Campos et al., "Content adaptive optimization for neural image compression", CVPR Workshops
+2019; Yang et al., "Improving inference for neural image compression", NeurIPS 2020). The hyper
+latent stays a function of ``y`` (``z = h_a(y)``), as :meth:`DMENet.compress` derives it, so the
+refined ``y`` takes the normal coding path and every decoder reads it.
+
+Rounding is relaxed with Yang et al.'s stochastic Gumbel annealing: each latent is a random soft
+mix of the two integers around it (relative to its predicted mean), drawn with a temperature that
+falls over the steps, so the optimised latent ends close to the one the coder will round. Measured
+on 7 validation tiles (20 steps against a noise relaxation and a straight-through estimator), it
+saved the most bits. Each step also evaluates the cost exactly as coded and the best latent seen is
+kept: refinement never raises an image's coded cost. The cost is MSE-only (no MDEI term), aimed at
+PSNR. Each image is refined on its own with a fixed seed, so a chunk's bytes depend neither on the
+chunks batched with it nor on earlier calls.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from dmenet_geo.model.dmenet import DMENet
+
+__all__ = ["refine_latents", "MAX_REFINE_STEPS"]
+
+MAX_REFINE_STEPS = 1000
+_LR = 0.02  # Adam step on y, in quantisation bins (y is coded on a unit grid)
+_TAU_START, _TAU_END = 0.5, 0.05  # annealing temperature, linear over the steps
+_GUMBEL_TEMPERATURE = 0.5
+
+
+def _ste_round(v: Tensor, centre: Tensor) -> Tensor:
+    """``round(v - centre) + centre`` forward, identity backward."""
+    return v + (torch.round(v - centre) + centre - v).detach()
+
+
+def _soft_round(v: Tensor, tau: float, generator: torch.Generator) -> Tensor:
+    """A stochastic soft choice between ``floor(v)`` and ``floor(v) + 1``, sharper as ``tau`` falls."""
+    low = torch.floor(v).detach()
+    frac = v - low
+    eps = 1e-5
+    logit_low = -torch.atanh(frac.clamp(-1 + eps, 1 - eps)) / tau
+    logit_high = -torch.atanh((1 - frac).clamp(-1 + eps, 1 - eps)) / tau
+    uniform = torch.rand((2, *v.shape), generator=generator, device=v.device).clamp_min(1e-20)
+    gumbel = -torch.log(-torch.log(uniform))
+    weights = torch.softmax((torch.stack([logit_low, logit_high]) + gumbel) / _GUMBEL_TEMPERATURE, 0)
+    return low + weights[1]
+
+
+def _costs(
+    model: DMENet, y: Tensor, x: Tensor, q: Tensor, lmbda: float, relax: tuple[float, torch.Generator] | None
+) -> tuple[Tensor, Tensor | None]:
+    """The cost of ``y`` as coded (bits per pixel + ``lmbda * 255**2 * MSE``, latents rounded around
+    their means) and, when ``relax = (tau, generator)`` is given, its annealed soft-rounded surrogate."""
+    eb, gc, gain = model.entropy_bottleneck, model.gaussian_conditional, model._gain
+    pixels = x.shape[-2] * x.shape[-1]
+    z = model.h_a(y) * gain(model.log_hyper_gain, q)
+    z_hat = _ste_round(z, eb._get_medians().reshape(1, -1, 1, 1))
+    z_lik = eb.likelihood_lower_bound(eb._likelihood(z_hat.permute(1, 0, 2, 3).reshape(z.shape[1], 1, -1))[0])
+    z_bpp = -torch.log(z_lik).sum() / math.log(2) / pixels
+    scales, means = model.entropy_parameters(z_hat * gain(model.log_hyper_inv_gain, q))
+    inv_gain = gain(model.log_inv_gain, q)
+
+    def cost(y_hat: Tensor) -> Tensor:
+        lik = gc.likelihood_lower_bound(gc._likelihood(y_hat, scales, means))
+        mse = (model.g_s(y_hat * inv_gain) - x).pow(2).mean()
+        return z_bpp - torch.log(lik).sum() / math.log(2) / pixels + lmbda * 255**2 * mse
+
+    with torch.no_grad():
+        coded = cost(torch.round(y - means) + means)
+    if relax is None:
+        return coded, None
+    tau, generator = relax
+    return coded, cost(_soft_round(y - means, tau, generator) + means)
+
+
+def refine_latents(model: DMENet, x: Tensor, y: Tensor, q: Tensor, steps: int) -> Tensor:
+    """``y`` improved by ``steps`` Adam steps on each image's rate-distortion cost.
+
+    ``x`` (B, 3, H, W) is the padded input in [0, 1], ``y`` the analysis output (gain applied) and
+    ``q`` the per-image qualities. Returns, per image, the latent with the lowest coded cost seen.
+    """
+    if not 0 <= steps <= MAX_REFINE_STEPS:
+        raise ValueError(f"refine steps must be in 0..{MAX_REFINE_STEPS}, got {steps}")
+    if steps == 0:
+        return y
+    with torch.inference_mode(False), torch.enable_grad():  # clones of inference tensors are normal ones
+        out = [
+            _refine_one(model, x[i : i + 1].clone(), y[i : i + 1].clone(), q[i : i + 1].clone(), steps)
+            for i in range(y.shape[0])
+        ]
+    return torch.cat(out)
+
+
+def _refine_one(model: DMENet, x: Tensor, y0: Tensor, q: Tensor, steps: int) -> Tensor:
+    lmbda = model.config.lambda_for(float(q[0]))
+    generator = torch.Generator(device=y0.device).manual_seed(0)  # same image, same bytes
+    y = y0.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([y], lr=_LR)
+    best, best_cost = y0.detach(), math.inf
+    for step in range(steps + 1):
+        tau = _TAU_START + (_TAU_END - _TAU_START) * step / steps
+        coded, surrogate = _costs(model, y, x, q, lmbda, None if step == steps else (tau, generator))
+        if float(coded) < best_cost:
+            best, best_cost = y.detach().clone(), float(coded)
+        if surrogate is None:
+            break
+        # the gradient of y only: the shared model's weights get no .grad (thread-safe, no toggling)
+        (y.grad,) = torch.autograd.grad(surrogate, [y])
+        opt.step()
+    return best
