@@ -49,6 +49,7 @@ class StoreInfo:
     store_bytes: int
     source: str | None
     model: str | None
+    refine: int = 0  # latent refinement steps the encoder spent per chunk
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -62,6 +63,8 @@ class StoreInfo:
             q = f"quality {self.quality:g}"
         else:
             q = f"target PSNR {self.target_psnr} dB (mean quality {self.quality_mean})"
+        if self.refine:
+            q += f", latents refined for {self.refine} steps"
         a, b, c, d, e, f = self.transform
         lines = [
             f"store      {self.store}",
@@ -132,4 +135,5 @@ def store_info(store: str | os.PathLike[str]) -> StoreInfo:
         store_bytes=tree_bytes(path) if is_url(path) else directory_bytes(Path(path)),
         source=meta.get("source"),
         model=meta.get("model"),
+        refine=int((meta.get("codec") or {}).get("refine") or 0),
     )
