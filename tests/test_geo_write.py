@@ -280,6 +280,7 @@ def test_refine_writes_a_store_plain_readers_decode(tmp_path: Path) -> None:
     assert (decoded[~valid] == 0).all()  # nodata still exact
     assert psnr(original, decoded, 0) > PSNR_MIN_DB
     assert refined.chunks_written == plain.chunks_written and refined.psnr is not None
+    assert refined.bytes_out != plain.bytes_out  # the setting reached the encoder, not only the metadata
     info = dmenet_geo.store_info(tmp_path / "r.zarr")
     assert info.quality == 2.0 and info.refine == 3 and "refined for 3 steps" in str(info)
     assert dmenet_geo.store_info(tmp_path / "p.zarr").refine == 0

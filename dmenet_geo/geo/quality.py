@@ -47,15 +47,19 @@ def _reached(coded: Coded | None, target: float) -> bool:
     return coded is not None and coded.psnr is not None and not coded.psnr < target
 
 
-def _codec(quality: float, nodata: float | None, model: str) -> DMENetCodec:
-    return DMENetCodec(quality=quality, nodata=nodata, model=model)
+def _codec(quality: float, nodata: float | None, model: str, refine: int = 0) -> DMENetCodec:
+    return DMENetCodec(quality=quality, nodata=nodata, model=model, refine=refine)
 
 
 def encode_fixed(
-    arrays: Sequence[np.ndarray], quality: float, nodata: float | None, model: str = "default"
+    arrays: Sequence[np.ndarray],
+    quality: float,
+    nodata: float | None,
+    model: str = "default",
+    refine: int = 0,
 ) -> list[bytes]:
-    """Encode chunks at one quality, in one batch."""
-    return list(_codec(quality, nodata, model).encode_batch(list(arrays)))
+    """Encode chunks at one quality, in one batch (``refine``: latent refinement steps per chunk)."""
+    return list(_codec(quality, nodata, model, refine).encode_batch(list(arrays)))
 
 
 def _encode_grouped(

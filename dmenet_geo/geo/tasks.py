@@ -36,6 +36,7 @@ class EncodeSettings:
     sample: frozenset[tuple[int, int]]  # chunks whose PSNR is measured (fixed-quality mode)
     store: RawChunkIO
     codec: Any = None  # a classical chunk codec (encode_batch/decode_batch) instead of DMENet
+    refine: int = 0  # DMENet latent refinement steps per chunk (fixed quality only)
 
 
 @dataclass
@@ -89,7 +90,7 @@ def process_block(
         qualities = [s.quality] * len(arrays)
         psnrs: list[float | None] = [None] * len(arrays)
     elif s.target_psnr is None:
-        encoded = encode_fixed(arrays, s.quality, src.nodata, s.model) if arrays else []
+        encoded = encode_fixed(arrays, s.quality, src.nodata, s.model, s.refine) if arrays else []
         qualities = [s.quality] * len(arrays)
         psnrs = [None] * len(arrays)
     else:

@@ -200,11 +200,9 @@ def compress_geotiff(
         serializer = "dmenet"
         try:
             dmenet_codec = DMENetCodec(quality=quality, nodata=source.nodata, model=model, refine=refine)
-        except DMENetCodecError as exc:
+        except DMENetCodecError as exc:  # e.g. refine out of range
             raise GeoError(str(exc)) from None
         codec_config = dmenet_codec.get_config()
-        if refine:  # encoded by this codec instance: the fixed-quality path with refinement on
-            chunk_codec = dmenet_codec
     else:
         raise GeoError(f"codec must be 'dmenet' or 'jpeg2k', got {codec!r}")
     codec_config.pop("id", None)
@@ -238,6 +236,7 @@ def compress_geotiff(
             sample=_sample(selected, psnr_samples),
             store=RawChunkIO(partial),
             codec=chunk_codec,
+            refine=refine,
         )
         blocks = grid.blocks(selected, chunks_per_task)
         mask_shape = (math.ceil(source.height / mask_factor), math.ceil(source.width / mask_factor))
@@ -283,7 +282,7 @@ def compress_geotiff(
         )
         meta = summary.store_metadata()
         meta.update({"format_version": FORMAT_VERSION, "complete": True,
-                     "model": model if codec == "dmenet" else None, "serializer": serializer,
+                     "model": model if chunk_codec is None else None, "serializer": serializer,
                      "codec": codec_config, "footprint_factor": mask_factor,
                      "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
         if in_place:

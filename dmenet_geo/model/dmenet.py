@@ -205,9 +205,10 @@ class DMENet(CompressionModel):
         device = next(self.parameters()).device
         gain = torch.exp(self._table64(self.log_gain, q)).float().to(device)
         hgain = torch.exp(self._table64(self.log_hyper_gain, q)).float().to(device)
-        y, z = self._analysis(padded.to(device), gain, hgain)
+        padded = padded.to(device)
+        y, z = self._analysis(padded, gain, hgain)
         if refine_steps:
-            y = refine_latents(self, padded.to(device), y, q.to(device), refine_steps)
+            y = refine_latents(self, padded, y, q.to(device), refine_steps)
             z = self._hyper_analysis(y, hgain)
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
