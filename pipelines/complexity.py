@@ -81,7 +81,7 @@ def _forward_for_flops(model: Any, x: Any) -> Any:
 
     y = model.g_a(x)
     z = model.h_a(y)
-    _scales, means = model.entropy_parameters(torch.round(z))
+    _scales, means = model.entropy_parameters(torch.round(z)).chunk(2, dim=1)
     return model.g_s(torch.round(y - means) + means)
 
 
@@ -106,7 +106,7 @@ def _count_parts(model: Any, x: Any) -> dict[str, int]:
         y = model.g_a(x)
         z = model.h_a(y)
         z_hat = torch.round(z)
-        _scales, means = model.entropy_parameters(z_hat)
+        _scales, means = model.entropy_parameters(z_hat).chunk(2, dim=1)
         y_hat = torch.round(y - means) + means
         for name, fn, arg in [
             ("g_a", model.g_a, x),
@@ -117,6 +117,11 @@ def _count_parts(model: Any, x: Any) -> dict[str, int]:
             with FlopCounterMode(display=False) as counter:
                 fn(arg)
             parts[name] = int(counter.get_total_flops())
+        if getattr(model, "context", None) is not None:  # both checkerboard passes (or all stages)
+            params = model.entropy_parameters(z_hat)
+            with FlopCounterMode(display=False) as counter:
+                model.context.staged(params, y)
+            parts["context"] = int(counter.get_total_flops())
     return parts
 
 
@@ -134,6 +139,8 @@ def _params_by_part(model: Any) -> dict[str, int]:
         "lsm_or_head": count(ep.head),
         "entropy_bottleneck": count(model.entropy_bottleneck),
     }
+    if getattr(model, "context", None) is not None:
+        parts["context"] = count(model.context)
     parts["gains_and_other"] = total - sum(parts.values())
     return parts
 

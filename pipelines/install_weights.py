@@ -4,8 +4,9 @@
 
 Copies ``weights.pt`` to ``dmenet_geo/weights/NAME.pt`` and writes ``NAME.json`` (the run's config and
 provenance from ``weights.json`` plus the file's SHA-256, which :func:`dmenet_geo.load_model` checks).
-Stores written with the previous weights will no longer decode with this package version: their
-chunks name the weights they need.
+Weights already installed as NAME with another SHA-256 are kept as ``NAME-<first 8 hex digits>``
+(weights, sidecar and model card): stores written with them name that SHA-256, and the codec finds
+the earlier weights by it, so they keep decoding. ``--drop-previous`` replaces them instead.
 """
 
 from __future__ import annotations
@@ -20,10 +21,33 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "dmenet_geo" / "weights"
 
 
-def install(src: Path, name: str, extra: dict[str, object] | None = None) -> str:
+def keep_previous(name: str, new_sha: str, weights_dir: Path = WEIGHTS_DIR) -> str | None:
+    """Copy the installed NAME (weights, sidecar, card) to ``NAME-<sha8>`` when its SHA-256 differs
+    from ``new_sha``; returns the name it was kept under."""
+    sidecar = weights_dir / f"{name}.json"
+    if not sidecar.exists() or not sidecar.with_suffix(".pt").exists():
+        return None
+    meta = json.loads(sidecar.read_text())
+    old_sha = str(meta.get("sha256", ""))
+    if not old_sha or old_sha == new_sha:
+        return None
+    kept = f"{name}-{old_sha[:8]}"
+    shutil.copyfile(sidecar.with_suffix(".pt"), weights_dir / f"{kept}.pt")
+    meta["superseded_by"] = name
+    (weights_dir / f"{kept}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if sidecar.with_suffix(".md").exists():
+        shutil.copyfile(sidecar.with_suffix(".md"), weights_dir / f"{kept}.md")
+    return kept
+
+
+def install(src: Path, name: str, extra: dict[str, object] | None = None, keep: bool = True) -> str:
     """Copy the weights, record their SHA-256 in the sidecar, and return it."""
     meta = json.loads(src.with_suffix(".json").read_text())
     dst = WEIGHTS_DIR / f"{name}.pt"
+    if keep:
+        kept = keep_previous(name, hashlib.sha256(src.read_bytes()).hexdigest())
+        if kept:
+            print(f"previous {name} kept as {kept}", file=sys.stderr)
     shutil.copyfile(src, dst)
     meta["sha256"] = hashlib.sha256(dst.read_bytes()).hexdigest()
     meta.update(extra or {})
@@ -36,9 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("weights", type=Path, help="weights.pt of a training run (with weights.json beside it)")
     p.add_argument("name", help="model name, e.g. default")
     p.add_argument("--hardware", default=None, help="recorded in the sidecar, e.g. '2-core x86_64 CPU'")
+    p.add_argument("--drop-previous", action="store_true",
+                   help="replace NAME without keeping the earlier weights (their stores stop decoding)")
     args = p.parse_args(argv)
     extra = {"hardware": args.hardware} if args.hardware else None
-    print(install(args.weights, args.name, extra))
+    print(install(args.weights, args.name, extra, keep=not args.drop_previous))
     return 0
 
 

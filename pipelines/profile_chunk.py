@@ -105,9 +105,8 @@ def main() -> int:
         z = timed("enc: h_a", lambda: model.h_a(y) * hgain)
         zs = timed("enc: z entropy code+decode", lambda: model.entropy_bottleneck.compress(z))
         z_hat = model.entropy_bottleneck.decompress(zs, z.shape[-2:])
-        idx, means = timed("enc: entropy params float64", lambda: model._indexes_and_means(z_hat, q))
-        sym = torch.round(y.float().cpu() - means)
-        ys = timed("enc: y entropy coding", lambda: model._encode_y(sym, idx))
+        _sym, ys = timed("enc: entropy params float64 + y coding",
+                         lambda: model._code_y(y.float().cpu(), z_hat, q))
         zshape = (int(z.shape[-2]), int(z.shape[-1]))
 
         def pack() -> list[bytes]:
@@ -128,9 +127,9 @@ def main() -> int:
         chunks = timed("dec: unpack container", lambda: [unpack_chunk(d) for d in raw])
         zh = timed("dec: z entropy decode", lambda: model.entropy_bottleneck.decompress(
             [c.groups[0].z for c in chunks], zshape))
-        idx2, means2 = timed("dec: entropy params float64", lambda: model._indexes_and_means(zh, q))
         ystrings = [c.groups[0].y for c in chunks]
-        sym2 = timed("dec: y entropy decode", lambda: model._decode_y(ystrings, idx2))
+        sym2, means2 = timed("dec: entropy params float64 + y decoding",
+                             lambda: model._decode_y(ystrings, zh, q))
         inv = torch.exp(model._table64(model.log_inv_gain, q))
         y_hat = ((sym2.double() + means2.double()) * inv).to(dev)
         seb_time[0] = 0.0

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from dmenet_geo.model.config import DMENetConfig
+from dmenet_geo.model.config import CONTEXTS, DMENetConfig
 from dmenet_geo.model.dmenet import DMENet
 from dmenet_geo.model.losses import RateDistortionLoss
 from dmenet_geo.model.metrics import psnr
@@ -60,6 +60,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-mdei", action="store_true")
     p.add_argument("--no-sdpm", action="store_true")
     p.add_argument("--no-lsm", action="store_true")
+    p.add_argument(
+        "--context",
+        choices=CONTEXTS,
+        default=None,
+        help="latent context (default: none, or that of --init-weights); checkerboard added to "
+        "--init-weights starts as a zero (identity) context; pipelines/train_context.py trains one "
+        "alone on frozen weights",
+    )
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=128)
     p.add_argument(
@@ -135,18 +143,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.lambdas and args.lambdas != config.lambdas:
             retarget_from = config.lambdas
             config = dataclasses.replace(config, lambdas=args.lambdas)
+        if args.context is not None:
+            config = dataclasses.replace(config, context=args.context)
     else:
+        lambdas = (args.lmbda,) if args.lmbda else args.lambdas or DMENetConfig().lambdas
         config = DMENetConfig(
             n=args.n,
             use_mdei=not args.no_mdei,
             use_sdpm=not args.no_sdpm,
             use_lsm=not args.no_lsm,
-            **({"lambdas": (args.lmbda,)} if args.lmbda else {}),
-            **({"lambdas": args.lambdas} if args.lambdas and not args.lmbda else {}),
+            lambdas=lambdas,
+            context=args.context or "none",
         )
     arch = checkpoint.get("arch", "dmenet") if checkpoint is not None else args.arch
     if arch != "dmenet":
-        config = dataclasses.replace(config, use_mdei=False, use_sdpm=False, use_lsm=False)
+        config = dataclasses.replace(config, use_mdei=False, use_sdpm=False, use_lsm=False, context="none")
     model = build_model(arch, config).to(device)
     criterion = RateDistortionLoss(config).to(device)
     opt = Optimisers.build(model, args.lr, args.aux_lr)
@@ -168,7 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         if retarget_from is not None:
             state = retarget_gains(state, retarget_from, config.lambdas)
             print(f"gain tables re-targeted from lambdas {retarget_from} to {config.lambdas}", flush=True)
-        model.load_state_dict(state)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        fresh = [k for k in missing if not k.startswith("context.")]
+        if fresh or unexpected:
+            raise SystemExit(
+                f"{args.init_weights} does not fit the model: missing {fresh}, unexpected {unexpected}"
+            )
         step, elapsed_before = int(meta.get("steps", 0)), float(meta.get("train_hours", 0)) * 3600
     model.to(device)
 

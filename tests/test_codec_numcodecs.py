@@ -335,3 +335,21 @@ def test_value_range_pairs_must_match_bands() -> None:
 def test_quality_bounds_accepted() -> None:
     for q in (1, 1.0, 8, 8.0, 2.5, np.float32(3.25), np.int64(5)):
         assert DMENetCodec(quality=q).quality == float(q)  # type: ignore[arg-type]
+
+
+EARLIER_ROOT = GOLDEN_DIR / "earlier"
+
+
+@pytest.mark.parametrize("weights", sorted(p.name for p in EARLIER_ROOT.iterdir()), ids=str)
+def test_chunks_of_earlier_weights_still_decode_bit_exactly(weights: str) -> None:
+    """Golden chunks written before the default model was retrained name the earlier weights by
+    SHA-256 (with ``model: default``); the package still ships those weights and decodes the chunks
+    to the same pixels."""
+    encoded = sorted((EARLIER_ROOT / weights).glob("*/codec.*/encoded.*.dat"))
+    assert len(encoded) >= 10
+    for enc in encoded:
+        config = json.loads((enc.parent / "config.json").read_text())
+        assert config["model"] == "default" and config["weights_sha256"].startswith(weights)
+        codec = numcodecs.get_codec(config)
+        expected = np.load(enc.with_name(enc.name.replace("encoded", "decoded").replace(".dat", ".npy")))
+        assert_bitwise_equal(codec.decode(enc.read_bytes()), expected, str(enc.relative_to(EARLIER_ROOT)))

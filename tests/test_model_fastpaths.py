@@ -80,13 +80,15 @@ def test_cached_cdf_tables_code_exactly_like_compressai() -> None:
     gc = model.gaussian_conditional
     symbols = torch.round(torch.randn(3, 16, 5, 7) * 4)
     indexes = torch.randint(0, int(gc._quantized_cdf.shape[0]), symbols.shape, dtype=torch.int32)
-    strings = model._encode_y(symbols, indexes)
+    coder = model._coder()
+    strings = [coder.encode(symbols[i], indexes[i]) for i in range(3)]
     assert strings == gc.compress(symbols, indexes)
-    decoded = model._decode_y(strings, indexes)
+    decoded = coder.decode(strings, indexes)
     assert decoded.dtype == torch.float32 and torch.equal(decoded, symbols)
     assert torch.equal(decoded, gc.decompress(strings, indexes))
-    first = model._cdf_tables()
     model.update(force=True)  # rebuilding the tables drops the cache
-    assert model._cdf_lists is None and model._cdf_tables() == first
+    assert model._symbol_coder is None and model._coder().tables == coder.tables
     with pytest.raises(ValueError):
-        model._decode_y(strings[:2], indexes)
+        coder.decode(strings[:2], indexes)
+    with pytest.raises(ValueError):
+        coder.encode(symbols[0], indexes[0, :1])

@@ -3,6 +3,7 @@ the operating points of shipped weights, and the learned baseline's evaluation."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from dmenet_geo.model import DMENet  # noqa: E402
 from dmenet_geo.model.config import DMENetConfig  # noqa: E402
 from dmenet_geo.model.training import GAIN_TABLES, retarget_gains  # noqa: E402
 from pipelines import evaluate as ev  # noqa: E402
-from pipelines import train  # noqa: E402
+from pipelines import train, train_context  # noqa: E402
 from pipelines.rd.gain_mbt import GainMeanScaleHyperprior  # noqa: E402
 
 SAMPLES = REPO_ROOT / "sample_tiles"
@@ -94,3 +95,58 @@ def test_learned_baseline_weights_evaluate_against_dmenet(tmp_path: Path) -> Non
     points = result["curves"][base]["points"]
     assert [p["setting"] for p in points] == [1.0, 8.0] and all(p["bpp"] > 0 for p in points)
     assert base in result["bd"]
+
+
+# ------------------------------------------------------------------------------ context training
+@pytest.mark.parametrize("groups", [1, 2], ids=["checkerboard", "2groups"])
+def test_train_context_learns_only_the_context_and_resumes(tmp_path: Path, groups: int) -> None:
+    _train(tmp_path / "a", "--steps", "1")
+    init = tmp_path / "a" / "weights.pt"
+    argv = ["--init-weights", str(init), "--train", str(SAMPLES), "--out", str(tmp_path / "ctx"),
+            "--batch", "2", "--crop", "64", "--threads", "1", "--log-every", "1", "--lr", "1e-2",
+            "--groups", str(groups)]
+    threads = torch.get_num_threads()
+    try:
+        assert train_context.main([*argv, "--steps", "2"]) == 0
+        assert train_context.main([*argv, "--steps", "3", "--resume"]) == 0
+        other = "1" if groups == 2 else "2"
+        with pytest.raises(SystemExit, match="groups"):
+            train_context.main([*argv[:-1], other, "--steps", "4", "--resume"])
+    finally:
+        torch.set_num_threads(threads)
+    meta = json.loads((tmp_path / "ctx" / "weights.json").read_text())
+    assert meta["context_steps"] == 3 and meta["config"]["context"] == "checkerboard"
+    assert meta["config"]["context_groups"] == groups
+    assert meta["context_base_sha256"] == hashlib.sha256(init.read_bytes()).hexdigest()
+    base = torch.load(init, map_location="cpu", weights_only=True)
+    state = torch.load(tmp_path / "ctx" / "weights.pt", map_location="cpu", weights_only=True)
+    assert all(torch.equal(state[k], v) for k, v in base.items())  # frozen: bit-identical
+    context = {k: v for k, v in state.items() if k.startswith("context.")}
+    assert context and any(v.abs().sum() > 0 for k, v in context.items() if k.startswith("context.fuse.4"))
+    model = DMENet(DMENetConfig.from_dict(meta["config"]))
+    model.load_state_dict(state)  # strict: the exported file is a complete model
+
+
+def test_train_adds_a_context_to_init_weights(tmp_path: Path) -> None:
+    _train(tmp_path / "a", "--steps", "1")
+    meta = _train(tmp_path / "b", "--init-weights", str(tmp_path / "a" / "weights.pt"), "--context",
+                  "checkerboard", "--steps", "2")
+    assert meta["config"]["context"] == "checkerboard"
+    state = torch.load(tmp_path / "b" / "weights.pt", map_location="cpu", weights_only=True)
+    DMENet(DMENetConfig.from_dict(meta["config"])).load_state_dict(state)
+
+
+def test_install_keeps_the_previous_weights_under_their_sha(tmp_path: Path) -> None:
+    from pipelines import install_weights
+
+    old_sha = "ab" * 32
+    (tmp_path / "m.pt").write_bytes(b"old weights")
+    (tmp_path / "m.json").write_text(json.dumps({"sha256": old_sha, "config": {"n": 8}}))
+    (tmp_path / "m.md").write_text("card of the old weights")
+    assert install_weights.keep_previous("m", old_sha, tmp_path) is None  # same weights: nothing to keep
+    kept = install_weights.keep_previous("m", "cd" * 32, tmp_path)
+    assert kept == "m-abababab"
+    assert (tmp_path / "m-abababab.pt").read_bytes() == b"old weights"
+    meta = json.loads((tmp_path / "m-abababab.json").read_text())
+    assert meta["sha256"] == old_sha and meta["superseded_by"] == "m" and meta["config"] == {"n": 8}
+    assert (tmp_path / "m-abababab.md").read_text() == "card of the old weights"

@@ -2,7 +2,9 @@
 
 Config (all JSON): ``quality`` (float in [1, levels]; integers are the trained operating points),
 ``nodata`` (restored exactly, or null), ``model`` (a shipped model name), ``weights_sha256`` (the
-SHA-256 the weights must have; defaults to the shipped model's), ``value_range`` (null, or
+SHA-256 the weights must have; defaults to the shipped model's; a store written before ``model``
+was retrained names the earlier weights, which the package keeps shipping and finds by this
+SHA-256), ``value_range`` (null, or
 ``[[lo, hi], ...]`` one pair per band or a single pair for all bands: a fixed scaling for non-uint8
 data instead of each chunk's own minimum and maximum), ``refine`` (0 to 1000 gradient steps that
 optimise each chunk's latent before coding: about 0.05 s per step and 3x256x256 group on a 2-core
@@ -40,6 +42,19 @@ def _shipped(model: str) -> tuple[str, int]:
     return str(meta["sha256"]), len(meta["config"]["lambdas"])
 
 
+def _weights_named(model: str, sha256: str) -> str | None:
+    """The shipped weights with this SHA-256: ``model`` itself, or, for chunks written before
+    ``model`` was retrained, the earlier weights the package still ships under another name."""
+    from dmenet_geo.weights import WEIGHTS_DIR, read_sidecar
+
+    if _shipped(model)[0] == sha256:
+        return model
+    for sidecar in sorted(WEIGHTS_DIR.glob("*.json")):
+        if sidecar.with_suffix(".pt").exists() and read_sidecar(sidecar).get("sha256") == sha256:
+            return sidecar.stem
+    return None
+
+
 def _check_number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise DMENetCodecError(f"{name} must be a number, got {value!r}")
@@ -63,6 +78,10 @@ class DMENetCodec(Codec):
         if not isinstance(model, str) or not model:
             raise DMENetCodecError("model must be a non-empty model name")
         shipped_sha, levels = _shipped(model)
+        if weights_sha256 is not None and isinstance(weights_sha256, str) and weights_sha256 != shipped_sha:
+            earlier = _weights_named(model, weights_sha256.lower())
+            if earlier is not None:
+                levels = _shipped(earlier)[1]
         q = _check_number("quality", quality)
         if not 1.0 <= q <= levels:
             raise DMENetCodecError(f"quality must be in [1, {levels}], got {quality!r}")
@@ -109,14 +128,17 @@ class DMENetCodec(Codec):
     def _model_id(self) -> bytes:
         return bytes.fromhex(self.weights_sha256)[:MODEL_ID_BYTES]
 
-    def _check_weights(self) -> None:
-        shipped, _ = _shipped(self.model)
-        if shipped != self.weights_sha256:
+    def _weights(self) -> str:
+        """The shipped weights' name to load: ``model``'s, or the earlier weights with this SHA-256."""
+        name = _weights_named(self.model, self.weights_sha256)
+        if name is None:
+            shipped, _ = _shipped(self.model)
             raise DMENetCodecError(
                 f"these chunks need model {self.model!r} with weights SHA-256 {self.weights_sha256[:16]}..., "
                 f"but the installed weights are {shipped[:16]}...; install the dmenet_geo version that "
                 "wrote them"
             )
+        return name
 
     def _ranges(self, bands: int) -> tuple[tuple[float, float], ...] | None:
         if self.value_range is None:
@@ -136,7 +158,7 @@ class DMENetCodec(Codec):
     # ------------------------------------------------------------------- API
     def encode_batch(self, arrays: Sequence[Any]) -> list[bytes]:
         """Encode several chunks at once (batched on the model's device)."""
-        self._check_weights()
+        weights = self._weights()
         arrs = [self._to_array(a) for a in arrays]
         bands = [1 if a.ndim < 3 else a.shape[0] for a in arrs]
         if self.value_range is not None:
@@ -147,7 +169,7 @@ class DMENetCodec(Codec):
             quality=self.quality,
             nodata=self.nodata,
             value_range=self._ranges(max(bands)) if self.value_range else None,
-            model_name=self.model,
+            model_name=weights,
             model_id=self._model_id,
             refine=self.refine,
         )
@@ -167,8 +189,7 @@ class DMENetCodec(Codec):
                     f"{self.weights_sha256[:16]}..."
                 )
             chunks.append(chunk)
-        self._check_weights()
-        return decode_chunks(chunks, model_name=self.model, nodata=self.nodata)
+        return decode_chunks(chunks, model_name=self._weights(), nodata=self.nodata)
 
     def encode(self, buf: Any) -> bytes:
         return self.encode_batch([buf])[0]

@@ -7,7 +7,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["DMENetConfig", "DEFAULT_LAMBDAS", "ConfigError"]
+__all__ = ["DMENetConfig", "DEFAULT_LAMBDAS", "ConfigError", "CONTEXTS"]
 
 # Eight operating points, geometric from 0.0009 to 0.0483. The scale follows CompressAI's MSE
 # convention: loss = bpp + lambda * 255**2 * (MSE + psi * Loss_MDSE) on images in [0, 1]; 0.0483 is
@@ -18,6 +18,10 @@ __all__ = ["DMENetConfig", "DEFAULT_LAMBDAS", "ConfigError"]
 DEFAULT_LAMBDAS: tuple[float, ...] = tuple(round(0.0009 * (0.0483 / 0.0009) ** (k / 7), 6) for k in range(8))
 
 CONFIG_ID = "dmenet-model"
+
+# How the latent's entropy parameters are found: the hyperprior alone (the paper), or with a
+# checkerboard spatial context (dmenet_geo.model.context).
+CONTEXTS: tuple[str, ...] = ("none", "checkerboard")
 
 
 class ConfigError(ValueError):
@@ -32,6 +36,9 @@ class DMENetConfig:
     rate-distortion trade-off per operating point: quality ``q`` in ``[1, len(lambdas)]`` selects
     (and between integers interpolates) the gain vectors trained at those lambdas. A single lambda
     gives a fixed-rate model. ``use_mdei``, ``use_sdpm`` and ``use_lsm`` are the ablation switches.
+    ``context`` is ``"none"`` (the paper: the hyperprior alone) or ``"checkerboard"`` (the latent
+    coded in stages, each seeing the earlier ones: checkerboard halves of ``context_groups`` channel
+    groups, :mod:`dmenet_geo.model.context`).
     """
 
     n: int = 64
@@ -40,6 +47,8 @@ class DMENetConfig:
     use_lsm: bool = True
     lambdas: tuple[float, ...] = field(default=DEFAULT_LAMBDAS)
     psi: float = 0.0185
+    context: str = "none"
+    context_groups: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 8 or self.n % 4:
@@ -61,6 +70,13 @@ class DMENetConfig:
             raise ConfigError(f"psi must be a finite number, got {self.psi!r}")
         if self.psi < 0:
             raise ConfigError(f"psi must be >= 0, got {self.psi}")
+        if self.context not in CONTEXTS:
+            raise ConfigError(f"context must be one of {', '.join(CONTEXTS)}, got {self.context!r}")
+        groups = self.context_groups
+        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1 or self.n % groups:
+            raise ConfigError(f"context_groups must be a positive divisor of n = {self.n}, got {groups!r}")
+        if groups > 1 and self.context == "none":
+            raise ConfigError("context_groups > 1 needs context 'checkerboard'")
         for name in ("use_mdei", "use_sdpm", "use_lsm"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a boolean")
@@ -89,6 +105,8 @@ class DMENetConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["lambdas"] = list(self.lambdas)
+        if self.context == "none":  # configs without a context read and write as before
+            del data["context"], data["context_groups"]
         return {"id": CONFIG_ID, **data}
 
     def to_json(self) -> str:
@@ -99,7 +117,8 @@ class DMENetConfig:
         data = dict(data)
         if data.pop("id", None) != CONFIG_ID:
             raise ConfigError(f"not a DMENet model config (id must be {CONFIG_ID!r})")
-        unknown = set(data) - {"n", "use_mdei", "use_sdpm", "use_lsm", "lambdas", "psi"}
+        unknown = set(data) - {"n", "use_mdei", "use_sdpm", "use_lsm", "lambdas", "psi", "context",
+                                 "context_groups"}
         if unknown:
             raise ConfigError(f"unknown config keys: {sorted(unknown)}")
         if "lambdas" in data:

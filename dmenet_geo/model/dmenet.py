@@ -8,6 +8,9 @@ bottleneck. See :mod:`dmenet_geo.model.layers` for the choices the paper leaves 
 Beyond the paper:
 
 * **Variable rate** with gain units (Cui et al., CVPR 2021), see :mod:`dmenet_geo.model.gains`.
+* **Checkerboard context** (``config.context``, He et al., CVPR 2021): half of the latent is coded
+  with parameters that also see the other, already decoded half; see
+  :mod:`dmenet_geo.model.context` and :mod:`dmenet_geo.model.latent_coding`.
 * **Exact decoding.** The entropy parameters are computed from ``z_hat`` by a float64 copy of the
   hyper decoder and LSM on the CPU, whatever the model's device; the means are rounded to a 1/64
   grid and the scale indexes are found in float64. Encoder and decoder therefore derive the same
@@ -28,6 +31,7 @@ import copy
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +40,9 @@ from compressai.models.base import CompressionModel, get_scale_table
 from torch import Tensor, nn
 
 from dmenet_geo.model.config import DMENetConfig
+from dmenet_geo.model.context import CheckerboardContext
 from dmenet_geo.model.gains import initial_log_gains, interpolate_gains, quality_tensor
+from dmenet_geo.model.latent_coding import SymbolCoder, decode_staged, encode_staged
 from dmenet_geo.model.layers import LSM, SDPM, CBlock, RBlock
 from dmenet_geo.model.refine import refine_latents
 
@@ -86,9 +92,9 @@ class _EntropyParameters(nn.Module):
         self.h_s = _hyper_decoder(n)
         self.head: nn.Module = LSM(n, 2 * n) if use_lsm else nn.Conv2d(n, 2 * n, 1)
 
-    def forward(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        scales, means = self.head(self.h_s(z_hat)).chunk(2, dim=1)
-        return scales, means
+    def forward(self, z_hat: Tensor) -> Tensor:
+        """The raw parameters, (B, 2n, H, W): scales then means."""
+        return self.head(self.h_s(z_hat))
 
 
 class DMENet(CompressionModel):
@@ -111,6 +117,8 @@ class DMENet(CompressionModel):
             nn.Conv2d(n, n, 3, stride=2, padding=1),
         )
         self.entropy_parameters = _EntropyParameters(n, self.config.use_lsm)
+        with_context = self.config.context == "checkerboard"
+        self.context = CheckerboardContext(n, self.config.context_groups) if with_context else None
         self.entropy_bottleneck = EntropyBottleneck(n)
         self.gaussian_conditional = GaussianConditional(None)
         # Gain units, stored as log-gains; initial spread follows sqrt(lambda) (step ~ 1/gain).
@@ -121,7 +129,7 @@ class DMENet(CompressionModel):
         self.log_hyper_inv_gain = nn.Parameter(torch.zeros(self.config.levels, n))
         self.weights_sha256: str | None = None  # set by dmenet_geo.model.zoo.load_model
         self._copies64: dict[tuple[str, str], nn.Module] = {}
-        self._cdf_lists: tuple[list[list[int]], list[int], list[int]] | None = None
+        self._symbol_coder: SymbolCoder | None = None
 
     # ----------------------------------------------------------------- gains
     def _gain(self, table: Tensor, quality: Tensor) -> Tensor:
@@ -137,7 +145,10 @@ class DMENet(CompressionModel):
         y = self.g_a(x) * self._gain(self.log_gain, q)
         z = self.h_a(y) * self._gain(self.log_hyper_gain, q)
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
-        scales, means = self.entropy_parameters(z_hat * self._gain(self.log_hyper_inv_gain, q))
+        params = self.entropy_parameters(z_hat * self._gain(self.log_hyper_inv_gain, q))
+        if self.context is not None:
+            params = self.context.staged(params, y)
+        scales, means = params.chunk(2, dim=1)
         _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
         y_hat = torch.round(y - means).detach() + (y - means) - (y - means).detach() + means
         x_hat = self.g_s(y_hat * self._gain(self.log_inv_gain, q))
@@ -168,18 +179,26 @@ class DMENet(CompressionModel):
     def invalidate_exact_cache(self) -> None:
         """Call after changing weights in place (the float64 copies are rebuilt on next use)."""
         self._copies64 = {}
-        self._cdf_lists = None
+        self._symbol_coder = None
 
-    def _indexes_and_means(self, z_hat: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
-        """Scale indexes (int32) and grid-rounded means (float32), both on the CPU."""
+    def _hyper_params64(self, z_hat: Tensor, q: Tensor) -> Tensor:
+        """The hyperprior's raw (scales, means), float64 on the CPU."""
         inv = torch.exp(self._table64(self.log_hyper_inv_gain, q))
-        params = self._exact_parameters()
-        scales, means = params(z_hat.detach().to("cpu", torch.float64) * inv)
+        return self._exact_parameters()(z_hat.detach().to("cpu", torch.float64) * inv)
+
+    def _quantise(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        """Scale indexes (int32) and grid-rounded means (float32) from float64 raw parameters."""
+        scales, means = params.chunk(2, dim=1)
         means = torch.round(means * MEAN_GRID) / MEAN_GRID
         table = self.gaussian_conditional.scale_table.detach().to("cpu", torch.float64)
         scales = torch.clamp(scales, min=float(table[0]))
         indexes = torch.searchsorted(table[:-1].contiguous(), scales.contiguous(), side="left")
         return indexes.int(), means.float()
+
+    def _indexes_and_means(self, z_hat: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
+        """Scale indexes and means from the hyperprior alone (every position without a context,
+        the anchors' hyperprior part with one)."""
+        return self._quantise(self._hyper_params64(z_hat, q))
 
     def _table64(self, table: Tensor, q: Tensor) -> Tensor:
         """Interpolated log-gains computed in float64 on the CPU (reproducible)."""
@@ -212,9 +231,7 @@ class DMENet(CompressionModel):
             z = self._hyper_analysis(y, hgain)
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        indexes, means = self._indexes_and_means(z_hat, q)
-        symbols = torch.round(y.float().cpu() - means)
-        y_strings = self._encode_y(symbols, indexes)
+        symbols, y_strings = self._code_y(y.float().cpu(), z_hat, q)
         return CompressedLatents(
             y_strings=list(y_strings),
             z_strings=list(z_strings),
@@ -249,8 +266,7 @@ class DMENet(CompressionModel):
         q = self._qualities(latents.qualities, len(latents.y_strings))
         device = next(self.parameters()).device
         z_hat = self.entropy_bottleneck.decompress(latents.z_strings, latents.z_shape)
-        indexes, means = self._indexes_and_means(z_hat, q)
-        symbols = self._decode_y(latents.y_strings, indexes)
+        symbols, means = self._decode_y(latents.y_strings, z_hat, q)
         digests = [_digest(s) for s in symbols]
         inv = torch.exp(self._table64(self.log_inv_gain, q))
         y_hat = ((symbols.double() + means.double()) * inv).to(device)
@@ -259,39 +275,30 @@ class DMENet(CompressionModel):
         return x_hat[..., :h, :w].cpu(), digests
 
     # ------------------------------------------------ y entropy coding (rANS)
-    def _cdf_tables(self) -> tuple[list[list[int]], list[int], list[int]]:
-        """The Gaussian conditional's CDF tables as the Python lists the rANS coder takes, converted
-        once: ``GaussianConditional.compress``/``decompress`` convert the whole table for every item
-        (~2 ms per chunk). Same integers, so the same bitstreams."""
-        tables = self._cdf_lists
-        if tables is None:
-            gc = self.gaussian_conditional
-            tables = (gc._quantized_cdf.tolist(), gc._cdf_length.reshape(-1).int().tolist(),
-                      gc._offset.reshape(-1).int().tolist())
-            self._cdf_lists = tables
-        return tables
+    def _coder(self) -> SymbolCoder:
+        if self._symbol_coder is None:
+            self._symbol_coder = SymbolCoder(self.gaussian_conditional)
+        return self._symbol_coder
 
-    def _encode_y(self, symbols: Tensor, indexes: Tensor) -> list[bytes]:
-        """``gaussian_conditional.compress(symbols, indexes)`` for integer-valued ``symbols``."""
-        if symbols.shape != indexes.shape:
-            raise ValueError("symbols and indexes should have the same size")
-        tables = self._cdf_tables()
-        coder = self.gaussian_conditional.entropy_coder
-        return [coder.encode_with_indexes(symbols[i].reshape(-1).int().tolist(),
-                                          indexes[i].reshape(-1).int().tolist(), *tables)
-                for i in range(symbols.shape[0])]
+    def _code_y(self, y: Tensor, z_hat: Tensor, q: Tensor) -> tuple[Tensor, list[bytes]]:
+        """Symbols and strings of ``y`` (float32, CPU), with the checkerboard when the model has one."""
+        params = self._hyper_params64(z_hat, q)
+        if self.context is not None:
+            context = cast(CheckerboardContext, self._float64("context", "cpu"))
+            symbols, _, strings = encode_staged(context, self._quantise, self._coder(), y, params)
+            return symbols, strings
+        indexes, means = self._quantise(params)
+        symbols = torch.round(y - means)
+        return symbols, [self._coder().encode(symbols[i], indexes[i]) for i in range(symbols.shape[0])]
 
-    def _decode_y(self, strings: Sequence[bytes], indexes: Tensor) -> Tensor:
-        """``gaussian_conditional.decompress(strings, indexes)``: the symbols as float32."""
-        if len(strings) != indexes.shape[0]:
-            raise ValueError("Invalid strings or indexes parameters")
-        tables = self._cdf_tables()
-        coder = self.gaussian_conditional.entropy_coder
-        out = torch.empty(indexes.shape, dtype=torch.int32)
-        for i, s in enumerate(strings):
-            values = coder.decode_with_indexes(s, indexes[i].reshape(-1).int().tolist(), *tables)
-            out[i] = torch.tensor(values, dtype=torch.int32).reshape(out[i].shape)
-        return out.float()
+    def _decode_y(self, strings: Sequence[bytes], z_hat: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
+        """The symbols (float32) of ``strings`` and the means they are centred on."""
+        params = self._hyper_params64(z_hat, q)
+        if self.context is not None:
+            context = cast(CheckerboardContext, self._float64("context", "cpu"))
+            return decode_staged(context, self._quantise, self._coder(), strings, params)
+        indexes, means = self._quantise(params)
+        return self._coder().decode(strings, indexes), means
 
     def update(
         self, scale_table: Tensor | None = None, force: bool = False, update_quantiles: bool = False

@@ -65,7 +65,10 @@ def _costs(
     z_hat = _ste_round(z, eb._get_medians().reshape(1, -1, 1, 1))
     z_lik = eb.likelihood_lower_bound(eb._likelihood(z_hat.permute(1, 0, 2, 3).reshape(z.shape[1], 1, -1))[0])
     z_bpp = -torch.log(z_lik).sum() / math.log(2) / pixels
-    scales, means = model.entropy_parameters(z_hat * gain(model.log_hyper_inv_gain, q))
+    params = model.entropy_parameters(z_hat * gain(model.log_hyper_inv_gain, q))
+    if model.context is not None:  # non-anchor parameters from the current latent's rounded anchors
+        params = model.context.staged(params, y)
+    scales, means = params.chunk(2, dim=1)
     inv_gain = gain(model.log_inv_gain, q)
 
     def cost(y_hat: Tensor) -> Tensor:

@@ -1,0 +1,93 @@
+"""Checkerboard (and channel-group) context for the latent ``y``: beyond the paper.
+
+DMENet codes ``y`` with a mean-scale Gaussian whose parameters come from the hyperprior alone.
+Here ``y`` is coded in *stages*. Its channels form ``groups`` equal groups, coded one after the
+other; inside a group the positions are split like a checkerboard, the *anchors* (``(row + col)``
+even) first (He et al., CVPR 2021; channel groups as in ELIC, He et al., CVPR 2022). Each stage's
+parameters come from the hyperprior and every latent value decoded in earlier stages (a 5x5
+convolution over them), so decoding is ``2 * groups`` parallel passes, never a serial scan.
+
+The module refines the hyperprior's raw parameters as a residual whose last layer starts at zero,
+so a model with a fresh context codes exactly like the same model without one; training the context
+alone (``pipelines/train_context.py``) on a frozen model then lowers the rate without touching the
+analysis, synthesis or hyperprior weights.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["CheckerboardContext", "anchor_mask", "stage_masks"]
+
+
+def anchor_mask(height: int, width: int, device: torch.device | str = "cpu") -> Tensor:
+    """A (height, width) bool tensor, True at anchor positions ((row + col) even)."""
+    rows = torch.arange(height, device=device).unsqueeze(1)
+    cols = torch.arange(width, device=device).unsqueeze(0)
+    return (rows + cols) % 2 == 0
+
+
+def stage_masks(
+    channels: int, groups: int, height: int, width: int, device: torch.device | str = "cpu"
+) -> list[Tensor]:
+    """The (channels, height, width) bool masks of the coding stages, in coding order: for each
+    channel group its anchors, then its other positions. Together they cover every position once."""
+    anchors = anchor_mask(height, width, device)
+    size = channels // groups
+    masks = []
+    for g in range(groups):
+        in_group = torch.zeros(channels, 1, 1, dtype=torch.bool, device=device)
+        in_group[g * size : (g + 1) * size] = True
+        masks += [in_group & anchors, in_group & ~anchors]
+    return masks
+
+
+class CheckerboardContext(nn.Module):
+    """Maps the hyperprior's raw (scales, means), (B, 2n, H, W), and the latent values known so far
+    to refined parameters for every position (each stage uses those of its own positions).
+
+    With one group the input is the decoded anchors (zeros elsewhere); with more, a 0/1 map of the
+    known positions is added, since which channels are known then varies from stage to stage."""
+
+    def __init__(self, n: int, groups: int = 1) -> None:
+        super().__init__()
+        if groups < 1 or n % groups:
+            raise ValueError(f"groups must divide the {n} latent channels, got {groups}")
+        self.n, self.groups = n, groups
+        self.spatial = nn.Conv2d(n if groups == 1 else 2 * n, 2 * n, 5, padding=2)
+        self.fuse = nn.Sequential(
+            nn.Conv2d(4 * n, 3 * n, 1),
+            nn.LeakyReLU(inplace=True),
+            nn.Conv2d(3 * n, 3 * n, 1),
+            nn.LeakyReLU(inplace=True),
+            nn.Conv2d(3 * n, 2 * n, 1),
+        )
+        with torch.no_grad():  # the residual starts at zero: the hyperprior's parameters unchanged
+            for p in self.fuse[-1].parameters():
+                p.zero_()
+
+    def stages(self, height: int, width: int, device: torch.device | str = "cpu") -> list[Tensor]:
+        return stage_masks(self.n, self.groups, height, width, device)
+
+    def forward(self, params: Tensor, known_values: Tensor, known: Tensor) -> Tensor:
+        """``known_values``: decoded latent where ``known`` (a bool mask broadcastable to it), else 0."""
+        inputs = known_values
+        if self.groups > 1:
+            inputs = torch.cat([known_values, known.to(known_values.dtype).expand_as(known_values)], dim=1)
+        return params + self.fuse(torch.cat([params, self.spatial(inputs)], dim=1))
+
+    def staged(self, params: Tensor, y: Tensor) -> Tensor:
+        """Training-time parameters for every position, each from its stage's context: the earlier
+        stages' values of ``y``, rounded around their means as the decoder would see them."""
+        out = torch.zeros_like(params)
+        known_values = torch.zeros_like(y)
+        known = torch.zeros(y.shape[1:], dtype=torch.bool, device=y.device)
+        for mask in self.stages(y.shape[-2], y.shape[-1], y.device):
+            stage = self(params, known_values, known)
+            out = torch.where(mask.repeat(2, 1, 1), stage, out)
+            means = stage.chunk(2, dim=1)[1]
+            decoded = (torch.round(y - means) + means).detach()
+            known_values = torch.where(mask, decoded, known_values)
+            known = known | mask
+        return out

@@ -1,0 +1,187 @@
+"""Train a checkerboard context (dmenet_geo.model.context) on a frozen DMENet.
+
+    python pipelines/train_context.py --init-weights dmenet_geo/weights/default.pt \
+        --train ../shared/data/train --out runs/context --hours 1.5
+
+Only the context's weights learn; analysis, synthesis, hyperprior, gains and entropy tables stay
+bit-identical to ``--init-weights``, so the exported model decodes the same pictures from the same
+symbols and the loss is the latent's rate alone (the means only move where ``y - mean`` is
+rounded, which the straight-through decoder input does not see). Qualities are drawn uniformly
+from the continuous range, so the interpolated operating points are trained too. Each log line
+gives the estimated bpp of ``y`` with and without the context on the same batches.
+
+Writes ``OUT/checkpoint.pt`` (context, optimiser, step; resumable with ``--resume``) and the full
+model ``OUT/weights.pt`` with ``OUT/weights.json`` (which records the frozen weights' SHA-256 as
+``context_base_sha256``), every ``--checkpoint-minutes`` and at the end.
+SIGTERM or Ctrl-C stops after the current step with a final checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from dmenet_geo.model.config import DMENetConfig
+from dmenet_geo.model.dmenet import DMENet
+from dmenet_geo.model.training import CropDataset, list_images
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--init-weights", type=Path, required=True, help="weights.pt with its .json sidecar")
+    p.add_argument("--train", type=Path, nargs="+", required=True, help="folders of training images")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--hours", type=float, default=1.0, help="wall-clock budget")
+    p.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: budget only)")
+    p.add_argument("--groups", type=int, default=1,
+                   help="channel groups (each coded as two checkerboard stages); 1: checkerboard alone")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--min-lr", type=float, default=5e-5, help="cosine decay floor over the budget")
+    p.add_argument("--clip", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=100)
+    p.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    p.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
+    args = p.parse_args(argv)
+    if args.hours <= 0 and args.steps <= 0:
+        p.error("give --hours or --steps")
+    return args
+
+
+def load_frozen(weights: Path, groups: int) -> tuple[DMENet, dict, dict[str, torch.Tensor]]:
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    config = DMENetConfig.from_dict(meta["config"])
+    if config.context != "none":
+        raise SystemExit(f"{weights} already has a context; train_context starts from a model without one")
+    config = dataclasses.replace(config, context="checkerboard", context_groups=groups)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    model = DMENet(config)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    fresh = [k for k in missing if not k.startswith("context.")]
+    if fresh or unexpected:
+        raise SystemExit(f"{weights} does not fit the model: missing {fresh}, unexpected {unexpected}")
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("context."))
+    return model, meta, state
+
+
+def rate_bits(model: DMENet, y: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    scales, means = params.chunk(2, dim=1)
+    _, lik = model.gaussian_conditional(y, scales, means=means, training=True)
+    return -torch.log2(lik).sum()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    model, meta, base_state = load_frozen(args.init_weights, args.groups)
+    base_sha = hashlib.sha256(args.init_weights.read_bytes()).hexdigest()
+    context = model.context
+    assert context is not None
+    model.eval()  # frozen parts: no dropout/batch-norm here, but keep the eval-mode tables
+    opt = torch.optim.Adam(context.parameters(), lr=args.lr)
+    step, elapsed_before = 0, 0.0
+    args.out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = args.out / "checkpoint.pt"
+    if args.resume:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if int(ckpt.get("groups", 1)) != args.groups:
+            raise SystemExit(f"{ckpt_path} was trained with --groups {ckpt.get('groups', 1)}")
+        context.load_state_dict(ckpt["context"])
+        opt.load_state_dict(ckpt["opt"])
+        step, elapsed_before = int(ckpt["step"]), float(ckpt["elapsed_s"])
+    rng = random.Random(args.seed + step)
+    torch.manual_seed(args.seed + step)
+    data = CropDataset(list_images(args.train), args.crop, 0.0)
+    print(f"threads={torch.get_num_threads()} train_images={len(data)} start_step={step}", flush=True)
+
+    def save() -> None:
+        elapsed = elapsed_before + time.time() - start
+        tmp = ckpt_path.with_name("checkpoint.pt.tmp")
+        torch.save({"context": context.state_dict(), "opt": opt.state_dict(), "step": step,
+                    "elapsed_s": elapsed, "groups": args.groups}, tmp)
+        os.replace(tmp, ckpt_path)
+        state = {k: v.detach().float() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+        changed = [k for k, v in base_state.items() if not torch.equal(state[k], v)]
+        if changed:
+            raise RuntimeError(f"frozen weights changed: {changed[:5]}")
+        torch.save(state, args.out / "weights.pt.tmp")
+        os.replace(args.out / "weights.pt.tmp", args.out / "weights.pt")
+        out_meta = dict(meta, config=model.config.to_dict(), context_base_sha256=base_sha, context_steps=step,
+                        context_train_hours=round(elapsed / 3600, 3), context_crop=args.crop,
+                        context_batch=args.batch, context_lr=args.lr)
+        out_meta.pop("sha256", None)
+        (args.out / "weights.json").write_text(json.dumps(out_meta, indent=2))
+        print(f"checkpoint step={step} elapsed_h={elapsed / 3600:.2f}", flush=True)
+
+    stop = {"requested": False}
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop["requested"] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    start = last = interval = time.time()
+    budget = args.hours * 3600 if args.hours > 0 else math.inf
+    total_steps = args.steps or None
+    acc = {"ctx": 0.0, "base": 0.0, "n": 0}
+    lr_span = max(budget, 1.0)
+    levels = model.config.levels
+    while not stop["requested"] and time.time() - start < budget and step < (total_steps or math.inf):
+        frac = (time.time() - start) / lr_span if total_steps is None else step / total_steps
+        lr = args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * min(frac, 1.0)))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x = data.batch(args.batch, rng)
+        q = torch.tensor([1 + (levels - 1) * rng.random() for _ in range(args.batch)], dtype=torch.float64)
+        with torch.no_grad():
+            y = model.g_a(x) * model._gain(model.log_gain, q)
+            z = model.h_a(y) * model._gain(model.log_hyper_gain, q)
+            medians = model.entropy_bottleneck._get_medians()
+            z_hat = model.entropy_bottleneck.quantize(z, "dequantize", medians)
+            base = model.entropy_parameters(z_hat * model._gain(model.log_hyper_inv_gain, q))
+            base_bits = rate_bits(model, y, base)
+        bits = rate_bits(model, y, context.staged(base, y))
+        pixels = x.shape[0] * x.shape[2] * x.shape[3]
+        loss = bits / pixels
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(context.parameters(), args.clip)
+        opt.step()
+        step += 1
+        acc["ctx"] += float(loss.detach())
+        acc["base"] += float(base_bits) / pixels
+        acc["n"] += 1
+        if step % args.log_every == 0:
+            n = acc["n"]
+            saving = 100 * (1 - acc["ctx"] / acc["base"])
+            print(f"step={step} bpp_y={acc['ctx'] / n:.4f} bpp_y_no_context={acc['base'] / n:.4f} "
+                  f"saving={saving:.2f}% lr={lr:.2e} s/step={(time.time() - interval) / n:.3f}", flush=True)
+            acc = {"ctx": 0.0, "base": 0.0, "n": 0}
+            interval = time.time()
+        if time.time() - last > args.checkpoint_minutes * 60:
+            save()
+            last = time.time()
+    save()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

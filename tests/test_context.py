@@ -1,0 +1,133 @@
+"""Checkerboard context: exact two-pass coding, the causal split, and a fresh context changing nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from dmenet_geo.model import CompressedLatents, DMENet, DMENetConfig
+from dmenet_geo.model.config import ConfigError
+from dmenet_geo.model.context import CheckerboardContext, anchor_mask
+
+
+def _with_context(base: DMENet, perturb: bool, groups: int = 1) -> DMENet:
+    """``base``'s weights in a checkerboard model; ``perturb`` gives the context's last layer non-zero
+    weights (a fresh one is exactly zero)."""
+    model = DMENet(dataclasses.replace(base.config, context="checkerboard", context_groups=groups))
+    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("context.") for k in missing)
+    if perturb:
+        torch.manual_seed(1)
+        assert model.context is not None
+        with torch.no_grad():
+            for p in model.context.fuse[-1].parameters():
+                p.normal_(0, 0.05)
+    model.invalidate_exact_cache()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tiles() -> torch.Tensor:
+    torch.manual_seed(3)
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(3, 3, 160, 192), 9, stride=1, padding=4)
+    return smooth.clamp(0, 1)
+
+
+def _item(lat: CompressedLatents, i: int) -> CompressedLatents:
+    return CompressedLatents(lat.y_strings[i : i + 1], lat.z_strings[i : i + 1], lat.z_shape,
+                             lat.image_shape, lat.qualities[i : i + 1], lat.digests[i : i + 1])
+
+
+def test_anchor_mask_is_a_checkerboard() -> None:
+    mask = anchor_mask(3, 4)
+    t, f = True, False
+    assert mask.tolist() == [[t, f, t, f], [f, t, f, t], [t, f, t, f]]
+
+
+@pytest.mark.parametrize(
+    ("quality", "groups"), [(1.0, 1), (4.5, 1), (8.0, 1), (2.0, 4), (7.5, 2)],
+    ids=["q1", "q4.5", "q8", "q2-4groups", "q7.5-2groups"],
+)
+def test_context_round_trip_is_exact_and_batch_independent(
+    small_model: DMENet, tiles: torch.Tensor, quality: float, groups: int
+) -> None:
+    model = _with_context(small_model, perturb=True, groups=groups)
+    lat = model.compress(tiles, quality)
+    x_hat, digests = model.decompress(lat)
+    assert digests == lat.digests
+    assert x_hat.shape == tiles.shape
+    for i in range(tiles.shape[0]):
+        alone = model.compress(tiles[i : i + 1], quality)
+        assert alone.y_strings == lat.y_strings[i : i + 1]  # same bytes alone as in a batch
+        x_i, d_i = model.decompress(_item(lat, i))
+        assert d_i == digests[i : i + 1] and torch.equal(x_i[0], x_hat[i])
+
+
+@pytest.mark.parametrize("groups", [1, 4], ids=["checkerboard", "4groups"])
+def test_fresh_context_codes_the_same_symbols(small_model: DMENet, tiles: torch.Tensor, groups: int) -> None:
+    """A zero-initialised context is the hyperprior: same symbols (digests) and same pictures; only
+    the order of the symbols in the stream differs."""
+    model = _with_context(small_model, perturb=False, groups=groups)
+    plain, ctx = small_model.compress(tiles, 3.0), model.compress(tiles, 3.0)
+    assert ctx.digests == plain.digests
+    assert torch.equal(model.decompress(ctx)[0], small_model.decompress(plain)[0])
+    sizes = [len(s) for s in ctx.y_strings], [len(s) for s in plain.y_strings]
+    assert all(abs(a - b) <= 8 for a, b in zip(*sizes, strict=True)), sizes
+
+
+def test_wrong_context_does_not_decode_silently(small_model: DMENet, tiles: torch.Tensor) -> None:
+    """Chunks coded with a context and decoded without one (or the reverse) give other symbols,
+    which the digests expose."""
+    model = _with_context(small_model, perturb=True)
+    lat = model.compress(tiles, 6.0)
+    _, digests = small_model.decompress(lat)
+    assert digests != lat.digests
+
+
+@pytest.mark.parametrize("groups", [1, 2], ids=["checkerboard", "2groups"])
+def test_each_stage_sees_only_earlier_stages(groups: int) -> None:
+    """Changing the latent in one stage moves the parameters of later stages only, never its own or
+    earlier ones (the first stage's come from the hyperprior alone)."""
+    torch.manual_seed(0)
+    ctx = CheckerboardContext(8, groups)
+    with torch.no_grad():
+        for p in ctx.fuse[-1].parameters():
+            p.normal_(0, 0.1)
+    params, y = torch.randn(1, 16, 6, 6), torch.randn(1, 8, 6, 6) * 3
+    masks = ctx.stages(6, 6)
+    assert len(masks) == 2 * groups
+    assert torch.equal(torch.stack(masks).sum(0), torch.ones(8, 6, 6, dtype=torch.long))  # a partition
+    with torch.no_grad():
+        out = ctx.staged(params, y)
+        for k, mask in enumerate(masks):
+            moved = ctx.staged(params, torch.where(mask, y + 5.0, y))
+            for j, other in enumerate(masks):
+                same = torch.equal(moved[:, other.repeat(2, 1, 1)], out[:, other.repeat(2, 1, 1)])
+                assert same == (j <= k), (k, j)
+
+
+def test_context_config_round_trips_and_is_validated() -> None:
+    cfg = DMENetConfig(n=16, context="checkerboard")
+    assert DMENetConfig.from_json(cfg.to_json()) == cfg
+    assert "context" not in DMENetConfig(n=16).to_dict()  # written as before without a context
+    with pytest.raises(ConfigError, match="context"):
+        DMENetConfig(n=16, context="autoregressive")
+    grouped = DMENetConfig(n=16, context="checkerboard", context_groups=4)
+    assert DMENetConfig.from_dict(grouped.to_dict()) == grouped
+    for bad in (3, 0, True):
+        with pytest.raises(ConfigError, match="context_groups"):
+            DMENetConfig(n=16, context="checkerboard", context_groups=bad)
+    with pytest.raises(ConfigError, match="context_groups"):
+        DMENetConfig(n=16, context_groups=2)
+    assert DMENet(DMENetConfig(n=16)).context is None
+
+
+def test_refined_latents_code_exactly_with_a_context(small_model: DMENet, tiles: torch.Tensor) -> None:
+    model = _with_context(small_model, perturb=True)
+    lat = model.compress(tiles[:1], 5.0, refine_steps=3)
+    _, digests = model.decompress(lat)
+    assert digests == lat.digests
+    assert model.compress(tiles[:1], 5.0, refine_steps=3).y_strings == lat.y_strings  # seeded
+
