@@ -131,3 +131,19 @@ def test_refined_latents_code_exactly_with_a_context(small_model: DMENet, tiles:
     assert digests == lat.digests
     assert model.compress(tiles[:1], 5.0, refine_steps=3).y_strings == lat.y_strings  # seeded
 
+
+
+def test_shipped_default_is_its_base_weights_plus_a_context() -> None:
+    """The default model's context was trained on frozen weights that the package still ships: every
+    tensor they share is bit-identical, so chunks of the earlier weights decode the same either way."""
+    from dmenet_geo.model.zoo import available_models, load_model, model_info
+
+    info = model_info("default")
+    assert info.config.context == "checkerboard"
+    base_sha = info.provenance["context_base_sha256"]
+    earlier = [m for m in available_models() if model_info(m).sha256 == base_sha]
+    assert earlier, f"no shipped model has the base weights {base_sha[:16]}..."
+    base = load_model(earlier[0]).state_dict()
+    default = load_model("default").state_dict()
+    assert set(default) - set(base) == {k for k in default if k.startswith("context.")}
+    assert all(torch.equal(default[k], v) for k, v in base.items())
