@@ -43,13 +43,13 @@ def keep_previous(name: str, new_sha: str, weights_dir: Path = WEIGHTS_DIR) -> s
 def install(src: Path, name: str, extra: dict[str, object] | None = None, keep: bool = True) -> str:
     """Copy the weights, record their SHA-256 in the sidecar, and return it."""
     meta = json.loads(src.with_suffix(".json").read_text())
-    dst = WEIGHTS_DIR / f"{name}.pt"
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
     if keep:
-        kept = keep_previous(name, hashlib.sha256(src.read_bytes()).hexdigest())
+        kept = keep_previous(name, sha)
         if kept:
             print(f"previous {name} kept as {kept}", file=sys.stderr)
-    shutil.copyfile(src, dst)
-    meta["sha256"] = hashlib.sha256(dst.read_bytes()).hexdigest()
+    shutil.copyfile(src, WEIGHTS_DIR / f"{name}.pt")
+    meta["sha256"] = sha
     meta.update(extra or {})
     (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
     return str(meta["sha256"])

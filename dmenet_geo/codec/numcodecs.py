@@ -77,14 +77,7 @@ class DMENetCodec(Codec):
     ) -> None:
         if not isinstance(model, str) or not model:
             raise DMENetCodecError("model must be a non-empty model name")
-        shipped_sha, levels = _shipped(model)
-        if weights_sha256 is not None and isinstance(weights_sha256, str) and weights_sha256 != shipped_sha:
-            earlier = _weights_named(model, weights_sha256.lower())
-            if earlier is not None:
-                levels = _shipped(earlier)[1]
-        q = _check_number("quality", quality)
-        if not 1.0 <= q <= levels:
-            raise DMENetCodecError(f"quality must be in [1, {levels}], got {quality!r}")
+        shipped_sha, _ = _shipped(model)
         if nodata is not None:
             nodata = _check_number("nodata", nodata)
             if nodata.is_integer() and not math.isnan(nodata):
@@ -97,6 +90,12 @@ class DMENetCodec(Codec):
             bytes.fromhex(weights_sha256)
         except ValueError:
             raise DMENetCodecError("weights_sha256 must be hexadecimal") from None
+        weights_sha256 = weights_sha256.lower()
+        # quality levels of the weights these chunks use (earlier weights may have other levels)
+        _, levels = _shipped(_weights_named(model, weights_sha256) or model)
+        q = _check_number("quality", quality)
+        if not 1.0 <= q <= levels:
+            raise DMENetCodecError(f"quality must be in [1, {levels}], got {quality!r}")
         ranges = None
         if value_range is not None:
             try:
@@ -111,7 +110,7 @@ class DMENetCodec(Codec):
         self.quality = q
         self.nodata = nodata
         self.model = model
-        self.weights_sha256 = weights_sha256.lower()
+        self.weights_sha256 = weights_sha256
         self.value_range = ranges
         self.refine = int(refine)
 

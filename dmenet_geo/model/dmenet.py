@@ -285,8 +285,7 @@ class DMENet(CompressionModel):
         params = self._hyper_params64(z_hat, q)
         if self.context is not None:
             context = cast(CheckerboardContext, self._float64("context", "cpu"))
-            symbols, _, strings = encode_staged(context, self._quantise, self._coder(), y, params)
-            return symbols, strings
+            return encode_staged(context, self._quantise, self._coder(), y, params)
         indexes, means = self._quantise(params)
         symbols = torch.round(y - means)
         return symbols, [self._coder().encode(symbols[i], indexes[i]) for i in range(symbols.shape[0])]

@@ -67,9 +67,9 @@ class SymbolCoder:
 
 def encode_staged(
     context: CheckerboardContext, quantise: Quantise, coder: SymbolCoder, y: Tensor, params: Tensor
-) -> tuple[Tensor, Tensor, list[bytes]]:
+) -> tuple[Tensor, list[bytes]]:
     """Code ``y`` (float32, CPU) given the hyperprior's float64 ``params``, stage by stage; returns
-    the symbols, the means they are centred on and one string per item."""
+    the symbols and one string per item."""
     masks = context.stages(y.shape[-2], y.shape[-1])
     indexes = torch.zeros(y.shape, dtype=torch.int32)
     means = torch.zeros(y.shape, dtype=torch.float32)
@@ -85,7 +85,7 @@ def encode_staged(
         coder.encode(torch.cat([symbols[i][m] for m in masks]), torch.cat([indexes[i][m] for m in masks]))
         for i in range(y.shape[0])
     ]
-    return symbols, means, strings
+    return symbols, strings
 
 
 def decode_staged(
