@@ -16,7 +16,6 @@ def test_ruff_is_clean() -> None:
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
     if not Path(ruff).exists():
         pytest.skip("ruff is not installed")
-    result = subprocess.run(
-        [ruff, "check", "dmenet_geo", "pipelines", "tests"], cwd=REPO, capture_output=True, text=True
-    )
+    paths = ["dmenet_geo", "pipelines", "tests", "notebooks"]
+    result = subprocess.run([ruff, "check", *paths], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -47,11 +47,8 @@ Footprint and overviews
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
 import math
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Sequence
@@ -65,9 +62,16 @@ from dmenet_geo.geo.errors import GeoError
 from dmenet_geo.geo.footprint import trace_footprint
 from dmenet_geo.geo.grid import ChunkGrid
 from dmenet_geo.geo.overview import choose_factors, footprint_factor
+from dmenet_geo.geo.placement import (
+    FORMAT_VERSION,
+    prepare_in_place,
+    remove_temp_files,
+    replace_store,
+    resume_key,
+)
 from dmenet_geo.geo.quality import QUALITY_MAX, QUALITY_MIN
-from dmenet_geo.geo.remote import file_identity, is_url, join, list_sizes, normalize, remove_tree, tree_bytes
-from dmenet_geo.geo.source import RasterSource, inspect_raster
+from dmenet_geo.geo.remote import is_url, join, normalize, remove_tree, tree_bytes
+from dmenet_geo.geo.source import inspect_raster
 from dmenet_geo.geo.store import (
     IMAGE,
     META_KEY,
@@ -75,7 +79,6 @@ from dmenet_geo.geo.store import (
     create_store,
     finalize_store,
     overview_path,
-    read_root_attrs,
     update_root_attrs,
     write_overview_region,
 )
@@ -83,9 +86,6 @@ from dmenet_geo.geo.summary import CompressSummary, directory_bytes
 from dmenet_geo.geo.tasks import BlockResult, EncodeSettings, process_block
 
 __all__ = ["compress_geotiff"]
-
-FORMAT_VERSION = 1
-
 
 def _check_options(quality: float, target_psnr: float | None, chunk: int, chunks_per_task: int) -> None:
     if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not (
@@ -209,9 +209,9 @@ def compress_geotiff(
     register_codecs()
 
     partial = dst if in_place else f"{dst}.partial-{uuid.uuid4().hex[:12]}"
-    resume_key = _resume_key(source, selected, factors, chunk, quality, target_psnr, psnr_samples,
+    key = resume_key(source, selected, factors, chunk, quality, target_psnr, psnr_samples,
                              serializer, codec_config)
-    resuming = _prepare_in_place(dst, resume_key, resume, overwrite) if in_place else False
+    resuming = prepare_in_place(dst, key, resume, overwrite) if in_place else False
     reused: dict[tuple[int, int], int] = {}
     try:
         meta: dict[str, Any] = {"format_version": FORMAT_VERSION, "complete": False}
@@ -223,7 +223,7 @@ def compress_geotiff(
         else:
             create_store(partial, source, chunk, codec_config, factors, meta, serializer=serializer)
             if in_place:  # recorded last: from here on an interrupted run can be resumed
-                update_root_attrs(partial, {META_KEY: {**meta, "resume_key": resume_key}})
+                update_root_attrs(partial, {META_KEY: {**meta, "resume_key": key}})
         settings = EncodeSettings(
             source=source,
             grid=grid,
@@ -286,93 +286,19 @@ def compress_geotiff(
                      "codec": codec_config, "footprint_factor": mask_factor,
                      "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
         if in_place:
-            meta["resume_key"] = resume_key
+            meta["resume_key"] = key
             if not is_url(partial):
-                _remove_temp_files(partial)
+                remove_temp_files(partial)
         root_attrs: dict[str, Any] = {META_KEY: meta}
         if footprint is not None:
             root_attrs["footprint"] = footprint.geojson
             root_attrs["footprint_wkt"] = footprint.wkt
         finalize_store(partial, root_attrs)
         if not in_place:
-            _replace(partial, dst, overwrite)
+            replace_store(partial, dst, overwrite)
     except BaseException:
         if not resume:  # a resumable store is kept for the next run
             remove_tree(partial)
         raise
     store_bytes = tree_bytes(dst) if is_url(dst) else directory_bytes(Path(dst))
     return summary.finished(seconds=time.perf_counter() - t0, store_bytes=store_bytes)
-
-
-def _resume_key(
-    source: RasterSource,
-    selected: list[tuple[int, int]],
-    factors: tuple[int, ...],
-    chunk: int,
-    quality: float,
-    target_psnr: float | None,
-    psnr_samples: int,
-    serializer: str,
-    codec_config: dict[str, Any],
-) -> str:
-    """A digest of everything that decides the stored bytes and the summary (see "Resuming")."""
-    doc = {
-        "format_version": FORMAT_VERSION,
-        "source": normalize(source.path),
-        "identity": file_identity(source.path),
-        "bands": list(source.bands),
-        "chunk": chunk,
-        "selected": hashlib.sha256(json.dumps(sorted(selected)).encode()).hexdigest(),
-        "overview_factors": list(factors),
-        "quality": quality,
-        "target_psnr": target_psnr,
-        "psnr_samples": psnr_samples,
-        "serializer": serializer,
-        "codec": codec_config,
-    }
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
-def _prepare_in_place(dst: str, key: str, resume: bool, overwrite: bool) -> bool:
-    """Make ``dst`` ready for an in-place write; True when an earlier run's store is continued."""
-    attrs = read_root_attrs(dst)
-    meta = attrs.get(META_KEY) if attrs else None
-    meta = meta if isinstance(meta, dict) else None
-    if overwrite:
-        remove_tree(dst)
-        return False
-    if resume and meta is not None and meta.get("resume_key") == key:
-        return True
-    if resume and meta is not None and not meta.get("complete") and "resume_key" not in meta:
-        remove_tree(dst)  # interrupted while its empty hierarchy was created: nothing to keep
-        return False
-    if not list_sizes(dst):  # nothing there, or an empty directory
-        return False
-    if resume and meta is not None and "resume_key" in meta:
-        raise GeoError(f"{dst} was written with other settings or from another version of the source; "
-                       "pass overwrite=True / --overwrite to start it again")
-    raise GeoError(f"{dst} already exists (pass overwrite=True / --overwrite to replace it)")
-
-
-def _remove_temp_files(root: str) -> None:
-    """Temporary files of writes killed half-way by an earlier run (zarr never reads them)."""
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            if ".dmenet-tmp-" in name or name.endswith(".partial"):
-                try:
-                    os.unlink(os.path.join(dirpath, name))
-                except OSError:
-                    pass
-
-
-def _replace(partial: str, dst: str, overwrite: bool) -> None:
-    """Move the finished store into place (replacing an old one only when asked)."""
-    if os.path.exists(dst):
-        if not overwrite:
-            raise GeoError(f"{dst} appeared while compressing; the new store is not moved there")
-        old = f"{dst}.old-{uuid.uuid4().hex[:12]}"
-        os.rename(dst, old)
-        os.rename(partial, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(partial, dst)
