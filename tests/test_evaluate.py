@@ -249,3 +249,18 @@ def test_notebook_runs_and_plots() -> None:
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "the notebook drew no figure"
+
+
+# ------------------------------------------------------------- transform ceiling
+
+
+def test_ceiling_separates_transforms_from_quantisation(small_model: DMENet, one_tile: np.ndarray) -> None:
+    """A fresh model's inverse gains undo its gains exactly, so its transforms alone give the same
+    picture at every quality, while the coded rate still rises with the quality."""
+    from pipelines.ceiling import measure
+
+    tiles = torch.from_numpy(one_tile).permute(2, 0, 1)[None].float() / 255
+    low, high = measure(small_model, tiles, 1.0), measure(small_model, tiles, 8.0)
+    assert low.transforms_psnr == pytest.approx(high.transforms_psnr, abs=1e-4)
+    assert 0 < low.coded_bpp < high.coded_bpp
+    assert math.isfinite(low.coded_psnr) and math.isfinite(high.coded_psnr)
