@@ -1,0 +1,193 @@
+"""Widen trained DMENet weights to a larger N, decoding (nearly) as before, to train on from there.
+
+    python pipelines/widen.py dmenet_geo/weights/default.pt --n 128 --out runs/widen128/weights.pt
+    python pipelines/train.py --init-weights runs/widen128/weights.pt ...
+
+At N = 64 the transforms cap the quality (``pipelines/ceiling.py``), and a wider model trained from
+scratch on a CPU needs many hours to catch up with the narrow one. Widening instead starts from the
+narrow model's function (Net2Net-style, Chen et al., ICLR 2016): every layer keeps its trained
+weights in the leading channels of each channel space and the new channels start fresh, with the
+links that would let a new channel reach an old one set to zero. So the old channels compute
+exactly what they did, and training only has to learn what the new channels add.
+
+The new latent channels start as zero for every input that matters: the analysis gives them tiny
+values (which the coder rounds to 0), their hyperprior predicts a mean of 0 and the smallest scale
+(coding a 0 costs almost nothing), and the new hyper-latent channels are exactly 0 with a density
+concentrated there. The synthesis and hyper decoder read them through small random weights (the
+only links from new to old), which keeps them trainable and cannot matter while they are 0.
+
+Channel order: SDPM splits its channels in two halves and its pyramid block adds four branches of
+``ch / 4`` channels back onto its input channel by channel, so in that space old channel ``i`` is
+placed in the same half and the same branch block as before (for N = 64 -> 128: 0-7 -> 0-7,
+8-15 -> 16-23, 16-23 -> 32-39, 24-31 -> 48-55). The hyperprior's and the context's (scales, means)
+outputs keep scales before means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from torch import Tensor
+
+from dmenet_geo.model.config import DMENetConfig
+from dmenet_geo.model.dmenet import DMENet
+
+__all__ = ["widen"]
+
+_SMALL_LATENT = 0.01  # scale of the analysis weights into new latent channels
+_SMALL_READ = 0.1  # scale of the weights reading new (initially zero) latent channels
+_READS_NEW_LATENT = ("g_s.0.conv.weight", "entropy_parameters.h_s.0.weight")
+# new hyper-latent channels exactly 0; new latent channels' raw scale (floored) and mean 0
+_ZEROED = ("h_a.4.weight", "h_a.4.bias", "entropy_parameters.head.point.weight",
+           "entropy_parameters.head.point.bias", "context.fuse.4.weight", "context.fuse.4.bias")
+
+
+def _spaces(old: int, new: int) -> dict[str, Tensor]:
+    """For each channel space, the new index of every old channel."""
+    ident = {k: torch.arange(f(old)) for k, f in {
+        "q": lambda n: n // 4, "t": lambda n: 3 * n // 4, "n": lambda n: n, "3n": lambda n: 3 * n,
+        "2nf": lambda n: 2 * n}.items()}
+    h_old, h_new = old // 2, new // 2
+    b_old, b_new = h_old // 4, h_new // 4
+    hmap = torch.tensor([(i // b_old) * b_new + i % b_old if i < 3 * b_old else 3 * b_new + i - 3 * b_old
+                         for i in range(h_old)])
+    keep_old, keep_new = h_old // 2, h_new // 2
+    if not (hmap[:keep_old] < keep_new).all() or not (hmap[keep_old:] >= keep_new).all():
+        raise ValueError(f"cannot place SDPM's halves from N = {old} into N = {new}")
+    two_n = torch.cat([torch.arange(old), new + torch.arange(old)])
+    return {
+        **ident,
+        "h": hmap,
+        "hr": hmap[keep_old:] - keep_new,  # SDPM's sliced half, indexed within the half
+        "hb": torch.arange(b_old),  # one pyramid branch, indexed within the branch
+        "hd": torch.arange(h_old - 3 * b_old),  # the last branch
+        "2n": two_n,  # (scales, means)
+        "4n": torch.cat([two_n, 2 * new + torch.arange(2 * old)]),  # the context's fuse input
+        "3": torch.arange(3),
+        "18": torch.arange(18),
+        "1": torch.arange(1),
+    }
+
+
+def _layout(key: str) -> tuple[str, ...] | None:
+    """The channel space of each leading dimension of a tensor (out first for convolutions, in
+    first for transposed ones), or None for tensors that do not depend on N."""
+    sdpm = {"slice_conv.weight": ("hr", "hr"), "slice_conv.bias": ("hr",), "seb.weight": ("h", "h"),
+            "seb.bias": ("h",), "seb.offset.weight": ("18", "h"), "seb.offset.bias": ("18",),
+            "peb.branch_d.weight": ("hd", "h"), "peb.branch_d.bias": ("hd",), "peb.fuse.weight": ("h", "h"),
+            "peb.fuse.bias": ("h",)}
+    sdpm.update({f"peb.branch_{b}.{p}": ("hb", "h") if p == "weight" else ("hb",)
+                 for b in "abc" for p in ("weight", "bias")})
+    blocks = {"g_a.0": ("q", "3"), "g_a.1": ("h", "q"), "g_a.3": ("t", "h"), "g_a.4": ("n", "t"),
+              "g_s.0": ("n", "t"), "g_s.1": ("t", "h"), "g_s.3": ("h", "q"), "g_s.4": ("q", "3")}
+    for prefix in ("g_a.2.", "g_s.2."):
+        if key.startswith(prefix):
+            return sdpm.get(key[len(prefix):])
+    for prefix, (a, b) in blocks.items():
+        if key.startswith(prefix + "."):
+            out = b if prefix.startswith("g_s") else a  # transposed convolutions: (in, out)
+            rest = key[len(prefix) + 1:]
+            return {"conv.weight": (a, b), "conv.bias": (out,), "gdn.beta": (out,), "gdn.gamma": (out, out),
+                    "igdn.beta": (out,), "igdn.gamma": (out, out)}.get(rest)
+    if key.startswith(("h_a.", "entropy_parameters.h_s.")) and key.endswith((".weight", ".bias")):
+        return ("n", "n") if key.endswith(".weight") else ("n",)
+    if key.startswith("entropy_parameters.head."):
+        if ".point." in key:
+            return ("2n", "n") if key.endswith("weight") else ("2n",)
+        return ("n", "1") if key.endswith("weight") else ("n",)
+    context = {"context.spatial.weight": ("2nf", "n"), "context.spatial.bias": ("2nf",),
+               "context.fuse.0.weight": ("3n", "4n"), "context.fuse.0.bias": ("3n",),
+               "context.fuse.2.weight": ("3n", "3n"), "context.fuse.2.bias": ("3n",),
+               "context.fuse.4.weight": ("2n", "3n"), "context.fuse.4.bias": ("2n",)}
+    if key in context:
+        return context[key]
+    if key.startswith("log_"):
+        return ("levels", "n")
+    if key.startswith("entropy_bottleneck.") and key.split(".")[1] in _DENSITY:
+        return ("n",)
+    return None
+
+
+_DENSITY = ("quantiles", "matrices", "biases", "factors")  # the hyper-latent density, per channel
+_TRANSPOSED = frozenset({"g_s.0.conv.weight", "g_s.1.conv.weight", "g_s.3.conv.weight", "g_s.4.conv.weight",
+                        "entropy_parameters.h_s.0.weight", "entropy_parameters.h_s.2.weight"})
+
+
+def widen(state: dict[str, Tensor], config: DMENetConfig, n: int, seed: int = 0) -> dict[str, Tensor]:
+    """``state`` (weights of a model with ``config``) widened to ``n`` channels; see the module doc."""
+    if n <= config.n:
+        raise ValueError(f"the new width must exceed {config.n}, got {n}")
+    torch.manual_seed(seed)
+    wide = DMENet(dataclasses.replace(config, n=n))
+    fresh = wide.state_dict()
+    narrow_eb = EntropyBottleneck(n, init_scale=0.1)  # new hyper-latent channels: mass at 0
+    for b in narrow_eb.biases:
+        b.data.zero_()
+    spaces = _spaces(config.n, n)
+    spaces["levels"] = torch.arange(config.levels)
+    out: dict[str, Tensor] = {}
+    for key, new in fresh.items():
+        layout = _layout(key)
+        if layout is None or key not in state:
+            out[key] = new.clone()
+            continue
+        old = state[key]
+        value = new.clone()
+        if key.startswith("entropy_bottleneck."):
+            value = dict(narrow_eb.named_parameters())[key.split(".", 1)[1]].detach().clone()
+        maps = [spaces[s] for s in layout]
+        if len(maps) == 2 and key.endswith("weight"):  # (a fresh GDN's gamma is 0 off its diagonal)
+            # old outputs read new inputs through 0, or through small weights where the new inputs
+            # are the (initially zero) latents
+            o, i = (1, 0) if key in _TRANSPOSED else (0, 1)
+            new_in = torch.ones(value.shape[i], dtype=torch.bool)
+            new_in[maps[i]] = False
+            cut = _SMALL_READ if key in _READS_NEW_LATENT else 0.0
+            scale = torch.where(new_in, cut, 1.0).view([-1 if d == i else 1 for d in range(value.dim())])
+            value.index_copy_(o, maps[o], value.index_select(o, maps[o]) * scale)
+        if key == "g_a.4.conv.weight":  # new latent channels: tiny values, rounded to 0 when coded
+            fresh_rows = torch.ones(value.shape[0], dtype=torch.bool)
+            fresh_rows[maps[0]] = False
+            value[fresh_rows] *= _SMALL_LATENT
+        if key in _ZEROED:
+            value.zero_()
+        if key in ("log_gain", "log_inv_gain"):  # new latent channels: the mean step of each quality
+            value = old.mean(dim=1, keepdim=True).expand(-1, value.shape[1]).clone()
+        index = torch.meshgrid(*maps, indexing="ij")
+        value[index] = old.reshape(*[len(m) for m in maps], *old.shape[len(maps):])
+        out[key] = value
+    wide.load_state_dict(out)
+    wide.update(force=True)
+    return {k: v.detach().float() if v.is_floating_point() else v for k, v in wide.state_dict().items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("weights", type=Path, help="weights.pt with its .json sidecar")
+    p.add_argument("--n", type=int, required=True, help="the new channel width")
+    p.add_argument("--out", type=Path, required=True, help="the widened weights.pt (sidecar beside it)")
+    args = p.parse_args(argv)
+    meta = json.loads(args.weights.with_suffix(".json").read_text())
+    config = DMENetConfig.from_dict(meta["config"])
+    state = torch.load(args.weights, map_location="cpu", weights_only=True)
+    wide = widen(state, config, args.n)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(wide, args.out)
+    sha = hashlib.sha256(args.weights.read_bytes()).hexdigest()
+    meta = dict(meta, config=dataclasses.replace(config, n=args.n).to_dict(), widened_from_sha256=sha,
+                widened_from_n=config.n)
+    meta.pop("sha256", None)
+    args.out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    print(f"wrote {args.out}: N = {config.n} -> {args.n}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
