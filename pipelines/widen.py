@@ -46,7 +46,11 @@ _SMALL_READ = 0.1  # scale of the weights reading new (initially zero) latent ch
 _READS_NEW_LATENT = ("g_s.0.conv.weight", "entropy_parameters.h_s.0.weight")
 # new hyper-latent channels exactly 0; new latent channels' raw scale (floored) and mean 0
 _ZEROED = ("h_a.4.weight", "h_a.4.bias", "entropy_parameters.head.point.weight",
-           "entropy_parameters.head.point.bias", "context.fuse.4.weight", "context.fuse.4.bias")
+           "entropy_parameters.head.point.bias", "entropy_parameters.head.weight",
+           "entropy_parameters.head.bias", "context.fuse.4.weight", "context.fuse.4.bias")
+_DENSITY = ("quantiles", "matrices", "biases", "factors")  # the hyper-latent density, per channel
+_TRANSPOSED = frozenset({"g_s.0.conv.weight", "g_s.1.conv.weight", "g_s.3.conv.weight", "g_s.4.conv.weight",
+                        "entropy_parameters.h_s.0.weight", "entropy_parameters.h_s.2.weight"})
 
 
 def _spaces(old: int, new: int) -> dict[str, Tensor]:
@@ -99,7 +103,7 @@ def _layout(key: str) -> tuple[str, ...] | None:
     if key.startswith(("h_a.", "entropy_parameters.h_s.")) and key.endswith((".weight", ".bias")):
         return ("n", "n") if key.endswith(".weight") else ("n",)
     if key.startswith("entropy_parameters.head."):
-        if ".point." in key:
+        if ".point." in key or key.count(".") == 2:  # LSM's last 1x1 convolution, or the plain head
             return ("2n", "n") if key.endswith("weight") else ("2n",)
         return ("n", "1") if key.endswith("weight") else ("n",)
     context = {"context.spatial.weight": ("2nf", "n"), "context.spatial.bias": ("2nf",),
@@ -115,15 +119,12 @@ def _layout(key: str) -> tuple[str, ...] | None:
     return None
 
 
-_DENSITY = ("quantiles", "matrices", "biases", "factors")  # the hyper-latent density, per channel
-_TRANSPOSED = frozenset({"g_s.0.conv.weight", "g_s.1.conv.weight", "g_s.3.conv.weight", "g_s.4.conv.weight",
-                        "entropy_parameters.h_s.0.weight", "entropy_parameters.h_s.2.weight"})
-
-
 def widen(state: dict[str, Tensor], config: DMENetConfig, n: int, seed: int = 0) -> dict[str, Tensor]:
     """``state`` (weights of a model with ``config``) widened to ``n`` channels; see the module doc."""
     if n <= config.n:
         raise ValueError(f"the new width must exceed {config.n}, got {n}")
+    if config.context_groups > 1:
+        raise ValueError("widening a context with channel groups is not supported")
     torch.manual_seed(seed)
     wide = DMENet(dataclasses.replace(config, n=n))
     fresh = wide.state_dict()

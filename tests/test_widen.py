@@ -13,7 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from dmenet_geo.model import DMENet  # noqa: E402
+from dmenet_geo.model import DMENet, DMENetConfig  # noqa: E402
 from pipelines.widen import widen  # noqa: E402
 
 
@@ -22,6 +22,15 @@ def tiles() -> torch.Tensor:
     torch.manual_seed(5)
     smooth = torch.nn.functional.avg_pool2d(torch.rand(2, 3, 128, 128), 5, stride=1, padding=2)
     return smooth.clamp(0, 1)
+
+
+@pytest.fixture(scope="module")
+def plain_model() -> DMENet:
+    """The paper's ablation: no SDPM, no LSM (a 1x1 head instead)."""
+    torch.manual_seed(7)
+    model = DMENet(DMENetConfig(n=16, use_sdpm=False, use_lsm=False))
+    model.update(force=True)
+    return model.eval()
 
 
 def _trained_like(base: DMENet) -> DMENet:
@@ -37,11 +46,14 @@ def _trained_like(base: DMENet) -> DMENet:
     return model.eval()
 
 
-@pytest.mark.parametrize("quality", [1.0, 4.5, 8.0], ids=["q1", "q4.5", "q8"])
+@pytest.mark.parametrize(
+    ("quality", "variant"), [(1.0, "full"), (4.5, "full"), (8.0, "full"), (6.0, "plain")],
+    ids=["q1", "q4.5", "q8", "q6-no-sdpm-no-lsm"],
+)
 def test_widened_model_decodes_like_the_narrow_one(
-    small_model: DMENet, tiles: torch.Tensor, quality: float
+    small_model: DMENet, plain_model: DMENet, tiles: torch.Tensor, quality: float, variant: str
 ) -> None:
-    narrow = _trained_like(small_model)
+    narrow = _trained_like(small_model if variant == "full" else plain_model)
     wide = DMENet(dataclasses.replace(narrow.config, n=32))
     wide.load_state_dict(widen(narrow.state_dict(), narrow.config, 32))
     wide.eval()
@@ -60,3 +72,6 @@ def test_widths_sdpm_cannot_split_are_refused(small_model: DMENet) -> None:
         widen(small_model.state_dict(), small_model.config, 20)
     with pytest.raises(ValueError, match="exceed"):
         widen(small_model.state_dict(), small_model.config, 16)
+    grouped = dataclasses.replace(small_model.config, context="checkerboard", context_groups=2)
+    with pytest.raises(ValueError, match="groups"):
+        widen(DMENet(grouped).state_dict(), grouped, 32)
