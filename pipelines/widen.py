@@ -55,9 +55,8 @@ _TRANSPOSED = frozenset({"g_s.0.conv.weight", "g_s.1.conv.weight", "g_s.3.conv.w
 
 def _spaces(old: int, new: int) -> dict[str, Tensor]:
     """For each channel space, the new index of every old channel."""
-    ident = {k: torch.arange(f(old)) for k, f in {
-        "q": lambda n: n // 4, "t": lambda n: 3 * n // 4, "n": lambda n: n, "3n": lambda n: 3 * n,
-        "2nf": lambda n: 2 * n}.items()}
+    fixed = {"q": old // 4, "t": 3 * old // 4, "n": old, "3n": 3 * old, "2nf": 2 * old,
+             "3": 3, "18": 18, "1": 1}
     h_old, h_new = old // 2, new // 2
     b_old, b_new = h_old // 4, h_new // 4
     hmap = torch.tensor([(i // b_old) * b_new + i % b_old if i < 3 * b_old else 3 * b_new + i - 3 * b_old
@@ -67,34 +66,38 @@ def _spaces(old: int, new: int) -> dict[str, Tensor]:
         raise ValueError(f"cannot place SDPM's halves from N = {old} into N = {new}")
     two_n = torch.cat([torch.arange(old), new + torch.arange(old)])
     return {
-        **ident,
+        **{space: torch.arange(size) for space, size in fixed.items()},  # leading channels, in order
         "h": hmap,
         "hr": hmap[keep_old:] - keep_new,  # SDPM's sliced half, indexed within the half
         "hb": torch.arange(b_old),  # one pyramid branch, indexed within the branch
         "hd": torch.arange(h_old - 3 * b_old),  # the last branch
         "2n": two_n,  # (scales, means)
         "4n": torch.cat([two_n, 2 * new + torch.arange(2 * old)]),  # the context's fuse input
-        "3": torch.arange(3),
-        "18": torch.arange(18),
-        "1": torch.arange(1),
     }
+
+
+# channel spaces of the tensors whose layout is fixed by their name (see _layout)
+_SDPM = {"slice_conv.weight": ("hr", "hr"), "slice_conv.bias": ("hr",), "seb.weight": ("h", "h"),
+         "seb.bias": ("h",), "seb.offset.weight": ("18", "h"), "seb.offset.bias": ("18",),
+         "peb.branch_d.weight": ("hd", "h"), "peb.branch_d.bias": ("hd",), "peb.fuse.weight": ("h", "h"),
+         "peb.fuse.bias": ("h",)}
+_SDPM.update({f"peb.branch_{b}.{p}": ("hb", "h") if p == "weight" else ("hb",)
+             for b in "abc" for p in ("weight", "bias")})
+_BLOCKS = {"g_a.0": ("q", "3"), "g_a.1": ("h", "q"), "g_a.3": ("t", "h"), "g_a.4": ("n", "t"),
+           "g_s.0": ("n", "t"), "g_s.1": ("t", "h"), "g_s.3": ("h", "q"), "g_s.4": ("q", "3")}
+_CONTEXT = {"context.spatial.weight": ("2nf", "n"), "context.spatial.bias": ("2nf",),
+            "context.fuse.0.weight": ("3n", "4n"), "context.fuse.0.bias": ("3n",),
+            "context.fuse.2.weight": ("3n", "3n"), "context.fuse.2.bias": ("3n",),
+            "context.fuse.4.weight": ("2n", "3n"), "context.fuse.4.bias": ("2n",)}
 
 
 def _layout(key: str) -> tuple[str, ...] | None:
     """The channel space of each leading dimension of a tensor (out first for convolutions, in
     first for transposed ones), or None for tensors that do not depend on N."""
-    sdpm = {"slice_conv.weight": ("hr", "hr"), "slice_conv.bias": ("hr",), "seb.weight": ("h", "h"),
-            "seb.bias": ("h",), "seb.offset.weight": ("18", "h"), "seb.offset.bias": ("18",),
-            "peb.branch_d.weight": ("hd", "h"), "peb.branch_d.bias": ("hd",), "peb.fuse.weight": ("h", "h"),
-            "peb.fuse.bias": ("h",)}
-    sdpm.update({f"peb.branch_{b}.{p}": ("hb", "h") if p == "weight" else ("hb",)
-                 for b in "abc" for p in ("weight", "bias")})
-    blocks = {"g_a.0": ("q", "3"), "g_a.1": ("h", "q"), "g_a.3": ("t", "h"), "g_a.4": ("n", "t"),
-              "g_s.0": ("n", "t"), "g_s.1": ("t", "h"), "g_s.3": ("h", "q"), "g_s.4": ("q", "3")}
     for prefix in ("g_a.2.", "g_s.2."):
         if key.startswith(prefix):
-            return sdpm.get(key[len(prefix):])
-    for prefix, (a, b) in blocks.items():
+            return _SDPM.get(key[len(prefix):])
+    for prefix, (a, b) in _BLOCKS.items():
         if key.startswith(prefix + "."):
             out = b if prefix.startswith("g_s") else a  # transposed convolutions: (in, out)
             rest = key[len(prefix) + 1:]
@@ -106,12 +109,8 @@ def _layout(key: str) -> tuple[str, ...] | None:
         if ".point." in key or key.count(".") == 2:  # LSM's last 1x1 convolution, or the plain head
             return ("2n", "n") if key.endswith("weight") else ("2n",)
         return ("n", "1") if key.endswith("weight") else ("n",)
-    context = {"context.spatial.weight": ("2nf", "n"), "context.spatial.bias": ("2nf",),
-               "context.fuse.0.weight": ("3n", "4n"), "context.fuse.0.bias": ("3n",),
-               "context.fuse.2.weight": ("3n", "3n"), "context.fuse.2.bias": ("3n",),
-               "context.fuse.4.weight": ("2n", "3n"), "context.fuse.4.bias": ("2n",)}
-    if key in context:
-        return context[key]
+    if key in _CONTEXT:
+        return _CONTEXT[key]
     if key.startswith("log_"):
         return ("levels", "n")
     if key.startswith("entropy_bottleneck.") and key.split(".")[1] in _DENSITY:

@@ -132,7 +132,6 @@ def test_refined_latents_code_exactly_with_a_context(small_model: DMENet, tiles:
     assert model.compress(tiles[:1], 5.0, refine_steps=3).y_strings == lat.y_strings  # seeded
 
 
-
 def test_shipped_default_is_its_base_weights_plus_a_context() -> None:
     """The default model's context was trained on frozen weights that the package still ships: every
     tensor they share is bit-identical, so chunks of the earlier weights decode the same either way."""

@@ -77,7 +77,7 @@ class DMENetCodec(Codec):
     ) -> None:
         if not isinstance(model, str) or not model:
             raise DMENetCodecError("model must be a non-empty model name")
-        shipped_sha, _ = _shipped(model)
+        shipped_sha, levels = _shipped(model)
         if nodata is not None:
             nodata = _check_number("nodata", nodata)
             if nodata.is_integer() and not math.isnan(nodata):
@@ -91,8 +91,9 @@ class DMENetCodec(Codec):
         except ValueError:
             raise DMENetCodecError("weights_sha256 must be hexadecimal") from None
         weights_sha256 = weights_sha256.lower()
-        # quality levels of the weights these chunks use (earlier weights may have other levels)
-        _, levels = _shipped(_weights_named(model, weights_sha256) or model)
+        if weights_sha256 != shipped_sha:  # chunks of earlier weights: their quality levels
+            earlier = _weights_named(model, weights_sha256)
+            levels = _shipped(earlier)[1] if earlier is not None else levels
         q = _check_number("quality", quality)
         if not 1.0 <= q <= levels:
             raise DMENetCodecError(f"quality must be in [1, {levels}], got {quality!r}")
