@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -187,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         step, elapsed_before = int(meta.get("steps", 0)), float(meta.get("train_hours", 0)) * 3600
     model.to(device)
+    lineage = dict(checkpoint.get("lineage", {})) if checkpoint is not None else {}
+    if checkpoint is None and args.init_weights is not None:
+        lineage = {"init_weights": str(args.init_weights), "init_step": step,
+                   "init_sha256": hashlib.sha256(args.init_weights.read_bytes()).hexdigest(),
+                   **{k: v for k, v in meta.items() if k.startswith("widen")}}
 
     train_set = CropDataset(list_images(args.train), args.crop, args.downscale)
     val_crops = None
@@ -219,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                 "elapsed_s": elapsed,
                 "config": config.to_json(),
                 "arch": arch,
+                "lineage": lineage,
             },
             args.out / "checkpoint.pt",
         )
@@ -240,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             "lr": args.lr,
             "train": [str(p) for p in args.train],
             "seed": args.seed,
+            **lineage,
         }
         (args.out / "weights.json").write_text(json.dumps(meta, indent=2))
         print(f"checkpoint step={step} elapsed_h={elapsed / 3600:.2f}", flush=True)

@@ -16,6 +16,12 @@ values (which the coder rounds to 0), their hyperprior predicts a mean of 0 and 
 concentrated there. The synthesis and hyper decoder read them through small random weights (the
 only links from new to old), which keeps them trainable and cannot matter while they are 0.
 
+``--latent-scale``, ``--read-scale`` and ``--new-scale`` start the new latent channels live
+instead: analysis weights at full size give them values the coder keeps, the synthesis reads them
+through larger weights, and their hyperprior scale starts at ``--new-scale``. The first decodes then
+differ from the narrow model's, and training starts from a slightly worse model (session 7 tried
+this after the quiet start's new latents stayed at 0 through 3,437 steps).
+
 Channel order: SDPM splits its channels in two halves and its pyramid block adds four branches of
 ``ch / 4`` channels back onto its input channel by channel, so in that space old channel ``i`` is
 placed in the same half and the same branch block as before (for N = 64 -> 128: 0-7 -> 0-7,
@@ -48,6 +54,7 @@ _READS_NEW_LATENT = ("g_s.0.conv.weight", "entropy_parameters.h_s.0.weight")
 _ZEROED = ("h_a.4.weight", "h_a.4.bias", "entropy_parameters.head.point.weight",
            "entropy_parameters.head.point.bias", "entropy_parameters.head.weight",
            "entropy_parameters.head.bias", "context.fuse.4.weight", "context.fuse.4.bias")
+_SCALE_BIAS = ("entropy_parameters.head.point.bias", "entropy_parameters.head.bias")
 _DENSITY = ("quantiles", "matrices", "biases", "factors")  # the hyper-latent density, per channel
 _TRANSPOSED = frozenset({"g_s.0.conv.weight", "g_s.1.conv.weight", "g_s.3.conv.weight", "g_s.4.conv.weight",
                         "entropy_parameters.h_s.0.weight", "entropy_parameters.h_s.2.weight"})
@@ -118,8 +125,24 @@ def _layout(key: str) -> tuple[str, ...] | None:
     return None
 
 
-def widen(state: dict[str, Tensor], config: DMENetConfig, n: int, seed: int = 0) -> dict[str, Tensor]:
-    """``state`` (weights of a model with ``config``) widened to ``n`` channels; see the module doc."""
+def widen(
+    state: dict[str, Tensor],
+    config: DMENetConfig,
+    n: int,
+    seed: int = 0,
+    latent_scale: float = _SMALL_LATENT,
+    read_scale: float = _SMALL_READ,
+    new_scale: float = 0.0,
+) -> dict[str, Tensor]:
+    """``state`` (weights of a model with ``config``) widened to ``n`` channels; see the module doc.
+
+    ``latent_scale`` multiplies the fresh analysis weights into the new latent channels,
+    ``read_scale`` the fresh weights that read them, and ``new_scale`` is the hyperprior's initial
+    scale for them (0: the smallest). The defaults keep the decoded pixels; larger values start the
+    new channels live (coded as non-zero), at the cost of a perturbed start.
+    """
+    if latent_scale < 0 or read_scale < 0 or new_scale < 0:
+        raise ValueError("the scales of the new channels must be >= 0")
     if n <= config.n:
         raise ValueError(f"the new width must exceed {config.n}, got {n}")
     if config.context_groups > 1:
@@ -149,15 +172,17 @@ def widen(state: dict[str, Tensor], config: DMENetConfig, n: int, seed: int = 0)
             o, i = (1, 0) if key in _TRANSPOSED else (0, 1)
             new_in = torch.ones(value.shape[i], dtype=torch.bool)
             new_in[maps[i]] = False
-            cut = _SMALL_READ if key in _READS_NEW_LATENT else 0.0
+            cut = read_scale if key in _READS_NEW_LATENT else 0.0
             scale = torch.where(new_in, cut, 1.0).view([-1 if d == i else 1 for d in range(value.dim())])
             value.index_copy_(o, maps[o], value.index_select(o, maps[o]) * scale)
-        if key == "g_a.4.conv.weight":  # new latent channels: tiny values, rounded to 0 when coded
+        if key in ("g_a.4.conv.weight", "g_a.4.conv.bias"):  # new latents: tiny, rounded to 0 when coded
             fresh_rows = torch.ones(value.shape[0], dtype=torch.bool)
             fresh_rows[maps[0]] = False
-            value[fresh_rows] *= _SMALL_LATENT
+            value[fresh_rows] *= latent_scale
         if key in _ZEROED:
             value.zero_()
+        if key in _SCALE_BIAS:  # scales come first: rows [0, n) of a (scales, means) output
+            value[:n] = new_scale
         if key in ("log_gain", "log_inv_gain"):  # new latent channels: the mean step of each quality
             value = old.mean(dim=1, keepdim=True).expand(-1, value.shape[1]).clone()
         index = torch.meshgrid(*maps, indexing="ij")
@@ -173,16 +198,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("weights", type=Path, help="weights.pt with its .json sidecar")
     p.add_argument("--n", type=int, required=True, help="the new channel width")
     p.add_argument("--out", type=Path, required=True, help="the widened weights.pt (sidecar beside it)")
+    p.add_argument("--latent-scale", type=float, default=_SMALL_LATENT,
+                   help="scale of the analysis weights into new latent channels")
+    p.add_argument("--read-scale", type=float, default=_SMALL_READ,
+                   help="scale of the weights reading new latent channels")
+    p.add_argument("--new-scale", type=float, default=0.0,
+                   help="initial hyperprior scale of new latent channels (0: the smallest)")
     args = p.parse_args(argv)
     meta = json.loads(args.weights.with_suffix(".json").read_text())
     config = DMENetConfig.from_dict(meta["config"])
     state = torch.load(args.weights, map_location="cpu", weights_only=True)
-    wide = widen(state, config, args.n)
+    wide = widen(state, config, args.n, latent_scale=args.latent_scale, read_scale=args.read_scale,
+                 new_scale=args.new_scale)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(wide, args.out)
     sha = hashlib.sha256(args.weights.read_bytes()).hexdigest()
     meta = dict(meta, config=dataclasses.replace(config, n=args.n).to_dict(), widened_from_sha256=sha,
-                widened_from_n=config.n)
+                widened_from_n=config.n, widen_scales={"latent": args.latent_scale, "read": args.read_scale,
+                                                        "new_scale": args.new_scale})
     meta.pop("sha256", None)
     args.out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
     print(f"wrote {args.out}: N = {config.n} -> {args.n}")

@@ -79,6 +79,10 @@ def test_init_weights_retargets_to_new_lambdas(tmp_path: Path) -> None:
     meta = _train(tmp_path / "b", "--init-weights", init, "--lambdas", new, "--steps", "2")
     assert meta["config"]["lambdas"] == [float(v) for v in new.split(",")]
     assert meta["steps"] == 2  # counted on from the initial weights' step
+    digest = hashlib.sha256(Path(init).read_bytes()).hexdigest()
+    assert (meta["init_weights"], meta["init_step"], meta["init_sha256"]) == (init, 1, digest)
+    resumed = _train(tmp_path / "b", "--resume", str(tmp_path / "b" / "checkpoint.pt"), "--steps", "3")
+    assert resumed["steps"] == 3 and resumed["init_sha256"] == digest  # the lineage survives a resume
 
 
 def test_learned_baseline_weights_evaluate_against_dmenet(tmp_path: Path) -> None:

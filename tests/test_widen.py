@@ -75,3 +75,40 @@ def test_widths_sdpm_cannot_split_are_refused(small_model: DMENet) -> None:
     grouped = dataclasses.replace(small_model.config, context="checkerboard", context_groups=2)
     with pytest.raises(ValueError, match="groups"):
         widen(DMENet(grouped).state_dict(), grouped, 32)
+
+
+_LIVE_KEYS = {"g_a.4.conv.weight", "g_a.4.conv.bias", "g_s.0.conv.weight", "entropy_parameters.h_s.0.weight",
+              "entropy_parameters.head.point.bias", "entropy_parameters.head.bias"}
+
+
+@pytest.mark.parametrize("variant", ["full", "plain"], ids=["lsm-head", "plain-head"])
+def test_live_widening_starts_new_latents_coded_and_keeps_old_channels(
+    small_model: DMENet, plain_model: DMENet, tiles: torch.Tensor, variant: str
+) -> None:
+    narrow = _trained_like(small_model if variant == "full" else plain_model)
+    quiet = widen(narrow.state_dict(), narrow.config, 32)
+    live = widen(narrow.state_dict(), narrow.config, 32, latent_scale=1.0, read_scale=0.5, new_scale=0.7)
+    head = "entropy_parameters.head." + ("point.bias" if variant == "full" else "bias")
+    # (scales, means) of 32 channels: old scales 0-15, new scales 16-31, old means 32-47, new means 48-63
+    assert torch.all(live[head][16:32] == 0.7) and torch.all(live[head][48:] == 0)
+    old_rows = torch.cat([torch.arange(16), 32 + torch.arange(16)])
+    assert torch.equal(live[head][old_rows], quiet[head][old_rows])
+    for key in ("g_a.4.conv.weight", "g_a.4.conv.bias"):
+        assert torch.equal(live[key][:16], quiet[key][:16])
+    for key in ("g_s.0.conv.weight", "entropy_parameters.h_s.0.weight"):  # transposed: (in, out, ...)
+        assert torch.equal(live[key][:16], quiet[key][:16])
+    unchanged = [k for k in quiet if k not in _LIVE_KEYS and not k.startswith("gaussian_conditional.")]
+    assert all(torch.equal(quiet[k], live[k]) for k in unchanged)
+    wide = DMENet(dataclasses.replace(narrow.config, n=32)).eval()
+    size = {}
+    for name, state in (("quiet", quiet), ("live", live)):
+        wide.load_state_dict(state)
+        with torch.no_grad():
+            y = wide.g_a(tiles) * wide._gain(wide.log_gain, wide._qualities(8.0, tiles.shape[0]))
+        size[name] = float(y[:, 16:].abs().mean())
+    assert size["live"] > 20 * size["quiet"]  # the new latent channels carry values worth coding
+
+
+def test_negative_widening_scales_are_refused(small_model: DMENet) -> None:
+    with pytest.raises(ValueError, match=">= 0"):
+        widen(small_model.state_dict(), small_model.config, 32, read_scale=-1.0)

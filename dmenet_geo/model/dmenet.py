@@ -42,8 +42,9 @@ from torch import Tensor, nn
 from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.context import CheckerboardContext
 from dmenet_geo.model.gains import initial_log_gains, interpolate_gains, quality_tensor
+from dmenet_geo.model.hyperprior import EntropyParameters, hyper_encoder
 from dmenet_geo.model.latent_coding import SymbolCoder, decode_staged, encode_staged
-from dmenet_geo.model.layers import LSM, SDPM, CBlock, RBlock
+from dmenet_geo.model.layers import SDPM, CBlock, RBlock
 from dmenet_geo.model.refine import refine_latents
 
 __all__ = ["DMENet", "ForwardResult", "CompressedLatents", "STRIDE"]
@@ -73,30 +74,6 @@ class CompressedLatents:
     digests: list[int]
 
 
-def _hyper_decoder(n: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.ConvTranspose2d(n, n, 3, stride=2, padding=1, output_padding=1),
-        nn.ReLU(inplace=True),
-        nn.ConvTranspose2d(n, n, 3, stride=2, padding=1, output_padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(n, n, 3, padding=1),
-        nn.ReLU(inplace=True),
-    )
-
-
-class _EntropyParameters(nn.Module):
-    """Hyper decoder (Table 2) followed by LSM, or by a 1x1 head when LSM is switched off."""
-
-    def __init__(self, n: int, use_lsm: bool) -> None:
-        super().__init__()
-        self.h_s = _hyper_decoder(n)
-        self.head: nn.Module = LSM(n, 2 * n) if use_lsm else nn.Conv2d(n, 2 * n, 1)
-
-    def forward(self, z_hat: Tensor) -> Tensor:
-        """The raw parameters, (B, 2n, H, W): scales then means."""
-        return self.head(self.h_s(z_hat))
-
-
 class DMENet(CompressionModel):
     """DMENet with gain units. ``quality`` is a float in ``[1, config.levels]``."""
 
@@ -109,14 +86,8 @@ class DMENet(CompressionModel):
         sdpm_dec: nn.Module = SDPM(h) if self.config.use_sdpm else nn.Identity()
         self.g_a = nn.Sequential(CBlock(3, q, 7), CBlock(q, h, 3), sdpm_enc, CBlock(h, t, 3), CBlock(t, n, 3))
         self.g_s = nn.Sequential(RBlock(n, t), RBlock(t, h), sdpm_dec, RBlock(h, q), RBlock(q, 3))
-        self.h_a = nn.Sequential(
-            nn.Conv2d(n, n, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(n, n, 3, stride=2, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(n, n, 3, stride=2, padding=1),
-        )
-        self.entropy_parameters = _EntropyParameters(n, self.config.use_lsm)
+        self.h_a = hyper_encoder(n)
+        self.entropy_parameters = EntropyParameters(n, self.config.use_lsm)
         with_context = self.config.context == "checkerboard"
         self.context = CheckerboardContext(n, self.config.context_groups) if with_context else None
         self.entropy_bottleneck = EntropyBottleneck(n)
