@@ -69,6 +69,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--init-weights starts as a zero (identity) context; pipelines/train_context.py trains one "
         "alone on frozen weights",
     )
+    p.add_argument(
+        "--rate-warmup",
+        type=lambda v: tuple(int(x) for x in v.split(",")),
+        default=None,
+        metavar="C,S",
+        help="latent channels C.. (new ones of a widened model) start with their rate left out of the "
+        "loss, counted in linearly over the first S steps after --init-weights (resumes count on), "
+        "so that they learn to carry information before the rate pushes them back to 0",
+    )
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=128)
     p.add_argument(
@@ -99,6 +108,15 @@ def build_model(arch: str, config: DMENetConfig) -> DMENet:
     from pipelines.rd.gain_mbt import GainMeanScaleHyperprior
 
     return GainMeanScaleHyperprior(config)  # type: ignore[return-value]
+
+
+def warmup_weights(n: int, first: int, steps: int, done: int) -> torch.Tensor:
+    """Rate weights of ``n`` latent channels: 1, except channels ``first``.. at ``done / steps``."""
+    if not 0 < first < n or steps <= 0:
+        raise SystemExit(f"--rate-warmup needs 0 < C < N = {n} and S > 0, got {first},{steps}")
+    weights = torch.ones(n)
+    weights[first:] = min(1.0, done / steps)
+    return weights
 
 
 def atomic_save(obj: object, path: Path) -> None:
@@ -213,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
+    if args.rate_warmup is not None:
+        if len(args.rate_warmup) != 2:
+            raise SystemExit("--rate-warmup takes two integers, C,S")
+        warmup_weights(config.n, args.rate_warmup[0], args.rate_warmup[1], 0)
+
     def save() -> None:
         elapsed = elapsed_before + time.time() - start
         atomic_save(
@@ -269,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
         while time.time() - start < budget and not stop["requested"] and step < max_steps:
             x = train_set.batch(args.batch, rng).to(device)
             q = torch.tensor([float(rng.randint(1, config.levels)) for _ in range(args.batch)])
+            if args.rate_warmup is not None:
+                first, ramp = args.rate_warmup
+                done = step - int(lineage.get("init_step", 0))  # counted from the initial weights
+                criterion.rate_weights = warmup_weights(config.n, first, ramp, done)
             terms = train_step(model, criterion, opt, x, q, args.clip)
             step += 1
             acc["loss"] += float(terms.loss)

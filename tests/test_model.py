@@ -290,6 +290,25 @@ def test_ablations_reduce_parameters() -> None:
     assert n_params(build(use_mdei=False)) == full  # MDEI lives in the loss, not in the model
 
 
+def test_rate_weights_change_the_loss_not_the_reported_rate(tiles: torch.Tensor) -> None:
+    x = crop(tiles[:2], 64, 64)
+    q = torch.tensor([2.0, 6.0])
+    model = build(use_mdei=False)
+    criterion = RateDistortionLoss(model.config)
+    with torch.no_grad():
+        result = model(x, q)
+        full = criterion(result, x, q)
+        n = model.config.n
+        criterion.rate_weights = torch.ones(n)
+        same = criterion(result, x, q)
+        criterion.rate_weights = torch.cat([torch.ones(n // 2), torch.zeros(n - n // 2)])
+        half = criterion(result, x, q)
+    assert torch.allclose(same.loss, full.loss)
+    assert torch.equal(half.bpp, full.bpp) and torch.equal(half.mse, full.mse)
+    free_bpp = -torch.log2(result.likelihoods_y[:, n // 2 :]).sum() / (2 * 64 * 64)  # batch mean
+    assert float(full.loss - half.loss) == pytest.approx(float(free_bpp), rel=2e-3)  # float32 loss
+
+
 def test_mdse_term_is_zero_without_mdei(tiles: torch.Tensor) -> None:
     x = crop(tiles[:2], 64, 64)
     q = torch.tensor([2.0, 6.0])

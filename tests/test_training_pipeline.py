@@ -85,6 +85,18 @@ def test_init_weights_retargets_to_new_lambdas(tmp_path: Path) -> None:
     assert resumed["steps"] == 3 and resumed["init_sha256"] == digest  # the lineage survives a resume
 
 
+def test_rate_warmup_ramps_the_new_channels_in(tmp_path: Path) -> None:
+    assert train.warmup_weights(8, 6, 4, 0).tolist() == [1.0] * 6 + [0.0, 0.0]
+    assert train.warmup_weights(8, 6, 4, 1).tolist() == [1.0] * 6 + [0.25, 0.25]
+    assert train.warmup_weights(8, 6, 4, 9).tolist() == [1.0] * 8
+    _train(tmp_path / "a", "--steps", "1")
+    meta = _train(tmp_path / "b", "--init-weights", str(tmp_path / "a" / "weights.pt"), "--steps", "3",
+                  "--rate-warmup", "12,4")
+    assert meta["steps"] == 3
+    with pytest.raises(SystemExit, match="rate-warmup"):
+        _train(tmp_path / "c", "--steps", "1", "--rate-warmup", "16,4")  # C must be below N = 16
+
+
 def test_learned_baseline_weights_evaluate_against_dmenet(tmp_path: Path) -> None:
     _train(tmp_path / "dm", "--steps", "1")
     _train(tmp_path / "mbt", "--arch", "mbt2018-mean", "--steps", "1")

@@ -37,15 +37,20 @@ class RateDistortionLoss(nn.Module):
         super().__init__()
         self.config = config
         self.mdei = MDEI() if config.use_mdei else None
+        # per latent channel, how much its rate counts in the loss (None: all fully); the reported
+        # bpp always counts every channel
+        self.rate_weights: Tensor | None = None
 
     def forward(self, result: ForwardResult, target: Tensor, qualities: Tensor) -> LossTerms:
         b, _, h, w = target.shape
         pixels = h * w
-        bits = -(
-            torch.log(result.likelihoods_y).reshape(b, -1).sum(1)
-            + torch.log(result.likelihoods_z).reshape(b, -1).sum(1)
-        ) / math.log(2)
-        bpp = bits / pixels
+        log_y = torch.log(result.likelihoods_y)
+        log_z = torch.log(result.likelihoods_z).reshape(b, -1).sum(1)
+        bpp = -(log_y.reshape(b, -1).sum(1) + log_z) / math.log(2) / pixels
+        rate = bpp
+        if self.rate_weights is not None:
+            weighted = log_y * self.rate_weights.to(log_y).view(1, -1, 1, 1)
+            rate = -(weighted.reshape(b, -1).sum(1) + log_z) / math.log(2) / pixels
         mse = (result.x_hat - target).pow(2).reshape(b, -1).mean(1)
         if self.mdei is not None:
             diff = self.mdei(result.x_hat) - self.mdei(target)
@@ -57,5 +62,5 @@ class RateDistortionLoss(nn.Module):
             dtype=mse.dtype,
             device=mse.device,
         )
-        loss = bpp + lambdas * 255**2 * (mse + self.config.psi * mdse)
+        loss = rate + lambdas * 255**2 * (mse + self.config.psi * mdse)
         return LossTerms(loss.mean(), bpp.mean(), mse.mean(), mdse.mean())
