@@ -1,7 +1,8 @@
 """Widen trained DMENet weights to a larger N, decoding (nearly) as before, to train on from there.
 
-    python pipelines/widen.py dmenet_geo/weights/default.pt --n 128 --out runs/widen128/weights.pt
-    python pipelines/train.py --init-weights runs/widen128/weights.pt ...
+    python pipelines/widen.py dmenet_geo/weights/default.pt --n 128 --out runs/wide/init/weights.pt \
+        --latent-scale 1 --read-scale 0.3 --new-scale 0.5
+    python pipelines/train.py --init-weights runs/wide/init/weights.pt --rate-warmup 64,3000 ...
 
 At N = 64 the transforms cap the quality (``pipelines/ceiling.py``), and a wider model trained from
 scratch on a CPU needs many hours to catch up with the narrow one. Widening instead starts from the
@@ -16,11 +17,12 @@ values (which the coder rounds to 0), their hyperprior predicts a mean of 0 and 
 concentrated there. The synthesis and hyper decoder read them through small random weights (the
 only links from new to old), which keeps them trainable and cannot matter while they are 0.
 
-``--latent-scale``, ``--read-scale`` and ``--new-scale`` start the new latent channels live
-instead: analysis weights at full size give them values the coder keeps, the synthesis reads them
-through larger weights, and their hyperprior scale starts at ``--new-scale``. The first decodes then
-differ from the narrow model's, and training starts from a slightly worse model (session 7 tried
-this after the quiet start's new latents stayed at 0 through 3,437 steps).
+Started that way, the new latent channels stay at 0 under training: the rate term pushes them down
+before the synthesis learns to use them (3,437 steps in session 6). ``--latent-scale``,
+``--read-scale`` and ``--new-scale`` start them live instead (analysis weights at full size, larger
+weights reading them, a hyperprior scale of ``--new-scale``), and ``train.py --rate-warmup`` leaves
+their rate out of the loss at first: so trained, they carry information (session 7, see the model
+card). The first decodes then differ slightly from the narrow model's.
 
 Channel order: SDPM splits its channels in two halves and its pyramid block adds four branches of
 ``ch / 4`` channels back onto its input channel by channel, so in that space old channel ``i`` is

@@ -6,14 +6,18 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from dmenet_geo.model import DMENet, DMENetConfig  # noqa: E402
+from dmenet_geo.model.metrics import psnr  # noqa: E402
+from dmenet_geo.model.zoo import load_model  # noqa: E402
 from pipelines.widen import widen  # noqa: E402
 
 
@@ -112,3 +116,23 @@ def test_live_widening_starts_new_latents_coded_and_keeps_old_channels(
 def test_negative_widening_scales_are_refused(small_model: DMENet) -> None:
     with pytest.raises(ValueError, match=">= 0"):
         widen(small_model.state_dict(), small_model.config, 32, read_scale=-1.0)
+
+
+WIDE_WEIGHTS = REPO_ROOT / "training" / "n128-widened" / "weights.pt"
+
+
+def test_committed_wide_weights_reach_past_the_default_models_top(sample_tile_paths: list[Path]) -> None:
+    """Session 7's N = 128 weights (not shipped; ``training/n128-widened/README.md``) load with their
+    SHA-256 checked and, at quality 8, decode every sample tile >= 1 dB better than ``default``."""
+    tiles = torch.stack([
+        torch.from_numpy(np.asarray(Image.open(p).convert("RGB")).copy()).permute(2, 0, 1).float() / 255
+        for p in sample_tile_paths
+    ])
+    top = {}
+    for name in ("default", WIDE_WEIGHTS):
+        model = load_model(name)
+        decoded = (model.decompress(model.compress(tiles, 8.0))[0].float().clamp(0, 1) * 255).round()
+        top[str(name)] = [psnr(t * 255, d) for t, d in zip(tiles, decoded, strict=True)]
+        assert model.config.n == (64 if name == "default" else 128)
+    wide, default = top[str(WIDE_WEIGHTS)], top["default"]
+    assert all(w > d + 1.0 for w, d in zip(wide, default, strict=True)), top
