@@ -8,7 +8,10 @@ Checkpoints (model, both optimisers, scheduler, step, RNG) are written atomicall
 ``OUT/weights.pt`` (fp32 state dict with entropy tables) and ``OUT/weights.json`` (config and
 provenance). SIGTERM or Ctrl-C stops after the current step with a final checkpoint. ``--resume``
 continues a checkpoint; ``--init-weights`` starts from weights alone (for example the committed
-default model), with fresh optimisers; with ``--lambdas`` its gain tables are re-targeted.
+default model), with fresh optimisers; with ``--lambdas`` its gain tables are re-targeted. The
+sidecar records where the weights came from (``init_weights``, ``init_step``, ``init_sha256``).
+``--rate-warmup C,S`` eases the rate of latent channels C.. in over S steps (widened models, see
+``pipelines/widen.py``).
 ``--arch mbt2018-mean`` trains the learned baseline with the same data, crops, loop and rate control.
 """
 
