@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--rate-warmup",
-        type=lambda v: tuple(int(x) for x in v.split(",")),
+        type=_int_pair,
         default=None,
         metavar="C,S",
         help="latent channels C.. (new ones of a widened model) start with their rate left out of the "
@@ -102,6 +102,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", type=Path, default=None, help="checkpoint.pt to continue")
     p.add_argument("--init-weights", type=Path, default=None, help="weights.pt to start from")
     return p.parse_args(argv)
+
+
+def _int_pair(text: str) -> tuple[int, int]:
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"expected two integers C,S, got {text!r}")
+    return int(parts[0]), int(parts[1])
 
 
 def build_model(arch: str, config: DMENetConfig) -> DMENet:
@@ -233,11 +240,6 @@ def main(argv: list[str] | None = None) -> int:
         f"train_images={len(train_set)} start_step={step}",
         flush=True,
     )
-
-    if args.rate_warmup is not None:
-        if len(args.rate_warmup) != 2:
-            raise SystemExit("--rate-warmup takes two integers, C,S")
-        warmup_weights(config.n, args.rate_warmup[0], args.rate_warmup[1], 0)
 
     def save() -> None:
         elapsed = elapsed_before + time.time() - start

@@ -8,8 +8,10 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from dmenet_geo.model import DMENet, DMENetConfig  # noqa: E402
 
@@ -30,6 +32,13 @@ def sample_tile_paths() -> list[Path]:
     paths = sorted(SAMPLE_TILES.glob("*.png"))
     assert paths, f"no sample tiles in {SAMPLE_TILES} (run sample_tiles/make_samples.py)"
     return paths
+
+
+@pytest.fixture(scope="session")
+def sample_tiles(sample_tile_paths: list[Path]) -> torch.Tensor:
+    """The sample PNGs as a (B, 3, 256, 256) float tensor in [0, 1]; do not modify it in place."""
+    arrays = [np.asarray(Image.open(p).convert("RGB")) for p in sample_tile_paths]
+    return torch.from_numpy(np.stack(arrays).copy()).permute(0, 3, 1, 2).float() / 255.0
 
 
 @pytest.fixture(scope="session")

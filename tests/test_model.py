@@ -7,14 +7,12 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from dmenet_geo.model import STRIDE, CompressedLatents, DMENet, DMENetConfig
 from dmenet_geo.model.config import DEFAULT_LAMBDAS, ConfigError
@@ -24,12 +22,6 @@ from dmenet_geo.model.mdei import EEM, MDEI, _Axial, mdse_loss
 from dmenet_geo.model.training import Optimisers, train_step
 
 # ---------------------------------------------------------------------------------------- helpers
-
-
-def load_tiles(paths: list[Path]) -> torch.Tensor:
-    """The sample PNGs as a (B, 3, 256, 256) float tensor in [0, 1]."""
-    arrays = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-    return torch.from_numpy(np.stack(arrays).copy()).permute(0, 3, 1, 2).float() / 255.0
 
 
 def crop(x: torch.Tensor, h: int, w: int, top: int = 0, left: int = 0) -> torch.Tensor:
@@ -73,8 +65,8 @@ def encoder_side_reconstruction(model: DMENet, x: torch.Tensor, quality: float |
 
 
 @pytest.fixture(scope="module")
-def tiles(sample_tile_paths: list[Path]) -> torch.Tensor:
-    return load_tiles(sample_tile_paths)
+def tiles(sample_tiles: torch.Tensor) -> torch.Tensor:
+    return sample_tiles
 
 
 def loud_model(n: int, seed: int = 0) -> DMENet:

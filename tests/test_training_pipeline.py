@@ -95,6 +95,9 @@ def test_rate_warmup_ramps_the_new_channels_in(tmp_path: Path) -> None:
     assert meta["steps"] == 3
     with pytest.raises(SystemExit, match="rate-warmup"):
         _train(tmp_path / "c", "--steps", "1", "--rate-warmup", "16,4")  # C must be below N = 16
+    for bad in ("12", "12,4,1", "a,4"):
+        with pytest.raises(SystemExit):  # argparse: two integers
+            train.parse_args(["--train", "x", "--out", "y", "--rate-warmup", bad])
 
 
 def test_learned_baseline_weights_evaluate_against_dmenet(tmp_path: Path) -> None:

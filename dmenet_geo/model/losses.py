@@ -7,7 +7,6 @@ Each sample of a batch may carry its own quality, hence its own lambda (variable
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -44,13 +43,10 @@ class RateDistortionLoss(nn.Module):
     def forward(self, result: ForwardResult, target: Tensor, qualities: Tensor) -> LossTerms:
         b, _, h, w = target.shape
         pixels = h * w
-        log_y = torch.log(result.likelihoods_y)
-        log_z = torch.log(result.likelihoods_z).reshape(b, -1).sum(1)
-        bpp = -(log_y.reshape(b, -1).sum(1) + log_z) / math.log(2) / pixels
-        rate = bpp
-        if self.rate_weights is not None:
-            weighted = log_y * self.rate_weights.to(log_y).view(1, -1, 1, 1)
-            rate = -(weighted.reshape(b, -1).sum(1) + log_z) / math.log(2) / pixels
+        bits_y = -torch.log2(result.likelihoods_y).flatten(2).sum(2)  # (B, channels)
+        bits_z = -torch.log2(result.likelihoods_z).reshape(b, -1).sum(1)
+        bpp = (bits_y.sum(1) + bits_z) / pixels
+        rate = bpp if self.rate_weights is None else (bits_y @ self.rate_weights.to(bits_y) + bits_z) / pixels
         mse = (result.x_hat - target).pow(2).reshape(b, -1).mean(1)
         if self.mdei is not None:
             diff = self.mdei(result.x_hat) - self.mdei(target)
