@@ -12,6 +12,8 @@ default model), with fresh optimisers; with ``--lambdas`` its gain tables are re
 sidecar records where the weights came from (``init_weights``, ``init_step``, ``init_sha256``).
 ``--rate-warmup C,S`` eases the rate of latent channels C.. in over S steps (widened models, see
 ``pipelines/widen.py``).
+``--schedule cosine`` replaces the plateau halving with a cosine from ``--lr`` to ``--min-lr`` over the
+run's ``--steps`` (else ``--hours``); a resume carries the cosine on where it stopped.
 ``--arch mbt2018-mean`` trains the learned baseline with the same data, crops, loop and rate control.
 """
 
@@ -35,7 +37,14 @@ from dmenet_geo.model.config import CONTEXTS, DMENetConfig
 from dmenet_geo.model.dmenet import DMENet
 from dmenet_geo.model.losses import RateDistortionLoss
 from dmenet_geo.model.metrics import psnr
-from dmenet_geo.model.training import CropDataset, Optimisers, list_images, retarget_gains, train_step
+from dmenet_geo.model.training import (
+    CropDataset,
+    Optimisers,
+    cosine_lr,
+    list_images,
+    retarget_gains,
+    train_step,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,6 +97,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--lr", type=float, default=1e-4, help="main Adam learning rate (paper: 1e-4)")
     p.add_argument("--min-lr", type=float, default=1e-6)
+    p.add_argument(
+        "--schedule",
+        choices=("plateau", "cosine"),
+        default="plateau",
+        help="main lr: halved on validation plateaus (default), or a cosine from --lr to --min-lr over "
+        "this run's --steps (else its --hours); a resumed cosine carries on unless --reset-lr",
+    )
     p.add_argument(
         "--reset-lr", action="store_true", help="with --resume: use --lr instead of the saved rate"
     )
@@ -254,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                 "config": config.to_json(),
                 "arch": arch,
                 "lineage": lineage,
+                **({"cosine": {**cosine, "done": cosine_done()}} if cosine is not None else {}),
             },
             args.out / "checkpoint.pt",
         )
@@ -273,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch": args.batch,
             "crop": args.crop,
             "lr": args.lr,
+            "schedule": args.schedule,
             "train": [str(p) for p in args.train],
             "seed": args.seed,
             **lineage,
@@ -287,14 +305,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"signal {signum}: saving a checkpoint and stopping", flush=True)
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    budget = args.hours * 3600
+    cosine = None
+    if args.schedule == "cosine":
+        saved = checkpoint.get("cosine") if checkpoint is not None and not args.reset_lr else None
+        if saved is not None:
+            cosine = {k: saved[k] for k in ("lr", "min_lr", "unit", "span", "done")}
+        elif args.steps and args.steps <= step:
+            raise SystemExit(f"--steps {args.steps} is not beyond the starting step {step}")
+        else:
+            unit, span = ("step", args.steps - step) if args.steps else ("s", budget)
+            cosine = {"lr": args.lr, "min_lr": args.min_lr, "unit": unit, "span": span, "done": 0.0}
     start = time.time()
     start_step = step
     last_ckpt = start
-    budget = args.hours * 3600
+
+    def cosine_done() -> float:  # progress along the cosine, in its unit, including earlier runs
+        assert cosine is not None
+        return cosine["done"] + (step - start_step if cosine["unit"] == "step" else time.time() - start)
     acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
     try:
         max_steps = args.steps or math.inf
         while time.time() - start < budget and not stop["requested"] and step < max_steps:
+            if cosine is not None:
+                lr = cosine_lr(cosine["lr"], cosine["min_lr"], cosine_done() / max(cosine["span"], 1e-9))
+                for group in opt.main.param_groups:
+                    group["lr"] = lr
             x = train_set.batch(args.batch, rng).to(device)
             q = torch.tensor([float(rng.randint(1, config.levels)) for _ in range(args.batch)])
             if args.rate_warmup is not None:
@@ -323,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
                     stats[f"bpp@{q:g}"] + config.lambda_for(q) * 255**2 * 10 ** (-stats[f"psnr@{q:g}"] / 10)
                     for q in levels
                 )
-                sched.step(val_loss)
+                if cosine is None:
+                    sched.step(val_loss)
                 print("val " + " ".join(f"{k}={v:.3f}" for k, v in stats.items()), flush=True)
             if time.time() - last_ckpt > args.checkpoint_minutes * 60:
                 save()

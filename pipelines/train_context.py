@@ -34,7 +34,7 @@ import torch
 
 from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.dmenet import DMENet
-from dmenet_geo.model.training import CropDataset, list_images
+from dmenet_geo.model.training import CropDataset, cosine_lr, list_images
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = model.config.levels
     while not stop["requested"] and time.time() - start < budget and step < (total_steps or math.inf):
         frac = (time.time() - start) / lr_span if total_steps is None else step / total_steps
-        lr = args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * min(frac, 1.0)))
+        lr = cosine_lr(args.lr, args.min_lr, frac)
         for group in opt.param_groups:
             group["lr"] = lr
         x = data.batch(args.batch, rng)

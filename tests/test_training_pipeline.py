@@ -17,7 +17,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from dmenet_geo.model import DMENet  # noqa: E402
 from dmenet_geo.model.config import DMENetConfig  # noqa: E402
-from dmenet_geo.model.training import GAIN_TABLES, retarget_gains  # noqa: E402
+from dmenet_geo.model.training import GAIN_TABLES, cosine_lr, retarget_gains  # noqa: E402
 from pipelines import evaluate as ev  # noqa: E402
 from pipelines import train, train_context  # noqa: E402
 from pipelines.rd.gain_mbt import GainMeanScaleHyperprior  # noqa: E402
@@ -98,6 +98,34 @@ def test_rate_warmup_ramps_the_new_channels_in(tmp_path: Path) -> None:
     for bad in ("12", "12,4,1", "a,4"):
         with pytest.raises(SystemExit):  # argparse: two integers
             train.parse_args(["--train", "x", "--out", "y", "--rate-warmup", bad])
+
+
+def test_cosine_schedule_spans_the_steps_and_carries_on_after_a_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cosine_lr(1e-3, 1e-5, 0.0) == pytest.approx(1e-3)
+    assert cosine_lr(1e-3, 1e-5, 0.5) == pytest.approx(5.05e-4)
+    assert cosine_lr(1e-3, 1e-5, 2.0) == pytest.approx(1e-5)  # clamped past the end
+    run = tmp_path / "run"
+    meta = _train(run, "--steps", "2", "--schedule", "cosine", "--lr", "1e-3", "--min-lr", "1e-5")
+    assert meta["schedule"] == "cosine"
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert ckpt["cosine"] == {"lr": 1e-3, "min_lr": 1e-5, "unit": "step", "span": 2, "done": 2}
+    def logged_lrs() -> list[float]:
+        lines = capsys.readouterr().out.splitlines()
+        return [float(line.split("lr=")[1].split()[0]) for line in lines if line.startswith("step=")]
+
+    assert logged_lrs() == pytest.approx([1e-3, 5.05e-4], rel=1e-2)  # step 1 at the top, step 2 half way
+    resume = ["--resume", str(run / "checkpoint.pt"), "--schedule", "cosine"]
+    # a resume keeps the saved cosine (its floor reached), whatever --lr says; --reset-lr starts a new one
+    _train(run, *resume, "--steps", "3", "--lr", "1")
+    assert logged_lrs() == pytest.approx([1e-5])
+    _train(run, *resume, "--steps", "5", "--reset-lr", "--lr", "2e-3", "--min-lr", "0")
+    assert logged_lrs() == pytest.approx([2e-3, 1e-3])
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert ckpt["cosine"] == {"lr": 2e-3, "min_lr": 0.0, "unit": "step", "span": 2, "done": 2}
+    with pytest.raises(SystemExit, match="not beyond"):
+        _train(run, *resume, "--steps", "5", "--reset-lr")
 
 
 def test_learned_baseline_weights_evaluate_against_dmenet(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,9 @@ from torch import Tensor
 from dmenet_geo.model.dmenet import DMENet
 from dmenet_geo.model.losses import LossTerms, RateDistortionLoss
 
-__all__ = ["CropDataset", "Optimisers", "train_step", "list_images", "retarget_gains", "GAIN_TABLES"]
+__all__ = [
+    "CropDataset", "Optimisers", "train_step", "list_images", "retarget_gains", "cosine_lr", "GAIN_TABLES"
+]
 
 # The per-quality gain tables of a DMENet state dict, one row per operating point.
 GAIN_TABLES = ("log_gain", "log_inv_gain", "log_hyper_gain", "log_hyper_inv_gain")
@@ -116,6 +119,13 @@ def train_step(
     aux_loss.backward()
     opt.aux.step()
     return LossTerms(terms.loss.detach(), terms.bpp.detach(), terms.mse.detach(), terms.mdse.detach())
+
+
+def cosine_lr(start: float, floor: float, fraction: float) -> float:
+    """The learning rate ``fraction`` (clamped to 0..1) of the way along a cosine from ``start`` to
+    ``floor``."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    return floor + 0.5 * (start - floor) * (1 + math.cos(math.pi * fraction))
 
 
 def retarget_gains(
