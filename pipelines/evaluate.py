@@ -10,8 +10,10 @@ MS-SSIM (mean per-tile value and mean per-tile dB, ``-10 log10(1 - MS-SSIM)``).
         --plot runs/eval/rd.png
 
 DMENet rate: the bytes of the ``dmenet_geo.codec.DMENetCodec`` chunk (container header included)
-when the codec is installed and the model is a shipped model name, otherwise the entropy-coded
-latent strings (``len(y) + len(z)``, no header); the JSON records which (``rate_source``).
+when the model is a shipped model name; for a weights file, the same chunk container packed around
+its latent strings (the bytes the codec would write were the weights shipped), so both compare on
+equal terms; ``--dmenet-rate latents`` counts the bare strings (``len(y) + len(z)``, no header).
+The JSON records which (``rate_source``).
 
 Classical codecs (imagecodecs; one tile per stream, 8-bit RGB, single-threaded unless --threads):
 
@@ -46,7 +48,12 @@ from pipelines.rd.classical import (  # noqa: E402
     available_codecs,
     sweep_classical,
 )
-from pipelines.rd.learned import DEFAULT_QUALITIES, evaluate_compressai, evaluate_dmenet  # noqa: E402
+from pipelines.rd.learned import (  # noqa: E402
+    DEFAULT_QUALITIES,
+    RATE_SOURCES,
+    evaluate_compressai,
+    evaluate_dmenet,
+)
 from pipelines.rd.report import (  # noqa: E402
     bd_table,
     curve_from_json,
@@ -122,9 +129,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--dmenet-rate",
-        choices=("auto", "codec", "latents"),
+        choices=RATE_SOURCES,
         default="auto",
-        help="DMENet bytes: codec chunks (with header) or raw latent strings; auto: codec if usable",
+        help="DMENet bytes: codec chunks (shipped models), the same container packed around the "
+        "latent strings (any weights), or the bare latent strings; auto: codec if usable, else container",
     )
     p.add_argument(
         "--refine",

@@ -166,14 +166,33 @@ def test_dmenet_curve_from_a_weights_file(tmp_path: Path, small_model: DMENet, o
     torch.save(small_model.state_dict(), weights)
     weights.with_suffix(".json").write_text(json.dumps({"config": small_model.config.to_dict()}))
     curve = ev.evaluate_dmenet([one_tile, one_tile[::-1].copy()], [1, 4.5, 8], weights, progress=False)
-    assert curve.kind == "dmenet" and curve.rate_source and curve.rate_source.startswith("latents")
+    assert curve.kind == "dmenet" and curve.rate_source and curve.rate_source.startswith("container")
     assert [p.setting for p in curve.points] == [1.0, 4.5, 8.0]
+    bare = ev.evaluate_dmenet([one_tile, one_tile[::-1].copy()], [1, 4.5, 8], weights, rate="latents",
+                              progress=False)
+    assert bare.rate_source and bare.rate_source.startswith("latents")
+    for packed, strings in zip(curve.points, bare.points, strict=True):  # 27-33 header bytes per tile
+        assert 27 * 8 <= (packed.bpp - strings.bpp) * one_tile.shape[0] * one_tile.shape[1] <= 33 * 8
+        assert packed.psnr == strings.psnr
     assert all(p.bpp > 0 and p.tiles == 2 and math.isfinite(p.psnr) for p in curve.points)
     with pytest.raises(ValueError):
         ev.evaluate_dmenet([one_tile], [0.5], weights, progress=False)
     refined = ev.evaluate_dmenet([one_tile], [1], weights, progress=False, refine=2)
     assert refined.rate_source and refined.rate_source.endswith("latents refined for 2 steps per tile")
     assert refined.points[0].bpp > 0 and math.isfinite(refined.points[0].psnr)
+
+
+def test_container_rate_of_weights_is_the_codecs_chunk_size(one_tile: np.ndarray) -> None:
+    """Packing a model's latent strings gives exactly the bytes the codec writes for a shipped model,
+    so weights in training and shipped weights are measured alike."""
+    args = ([one_tile], [1, 8], "default")
+    codec = ev.evaluate_dmenet(*args, rate="codec", progress=False)
+    packed = ev.evaluate_dmenet(*args, rate="container", progress=False)
+    assert codec.rate_source and codec.rate_source.startswith("codec")
+    assert [p.bpp for p in packed.points] == [p.bpp for p in codec.points]
+    assert [p.psnr for p in packed.points] == [p.psnr for p in codec.points]
+    with pytest.raises(ValueError, match="rate must be"):
+        ev.evaluate_dmenet(*args, rate="strings", progress=False)
 
 
 def test_compressai_baseline_checkpoints(tmp_path: Path, one_tile: np.ndarray) -> None:

@@ -1,8 +1,9 @@
 """Learned codecs: DMENet over its qualities, and CompressAI mbt2018-mean checkpoints as a baseline.
 
 DMENet rate: the bytes of the ``dmenet_geo.codec.DMENetCodec`` chunk (container header included)
-when the codec is installed and the model is a shipped model name, otherwise the entropy-coded
-latent strings (``len(y) + len(z)``, no header); the curve records which (``rate_source``).
+when the model is a shipped model name; for a weights file, the same chunk container packed around
+its latent strings (what the codec would write, were the weights shipped); or, on request, the bare
+entropy-coded strings (``len(y) + len(z)``, no header). The curve records which (``rate_source``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pipelines.rd.tiles import log, tile_metrics
 __all__ = ["DEFAULT_QUALITIES", "evaluate_compressai", "evaluate_dmenet", "evaluate_gain_baseline"]
 
 DEFAULT_QUALITIES: tuple[float, ...] = tuple(1 + 0.5 * k for k in range(15))  # 1, 1.5, ..., 8
+RATE_SOURCES = ("auto", "codec", "container", "latents")
 
 
 def _to_uint8(x: Any) -> np.ndarray:
@@ -85,6 +87,23 @@ def _codec_for(model: str | Path) -> tuple[Any, str]:
     return DMENetCodec, ""
 
 
+def _container_bytes(
+    y: bytes,
+    z: bytes,
+    digest: int,
+    shape: tuple[int, int],
+    quality: float,
+    z_shape: tuple[int, int],
+    sha256: str | None,
+) -> int:
+    """The size of the DMENetCodec chunk an 8-bit RGB tile with these latent strings would make."""
+    from dmenet_geo.codec.bitstream import MODEL_ID_BYTES, Chunk, ChunkHeader, GroupPayload, pack_chunk
+
+    model_id = bytes.fromhex(sha256)[:MODEL_ID_BYTES] if sha256 else bytes(MODEL_ID_BYTES)
+    header = ChunkHeader("uint8", 3, *shape, quality, model_id, z_shape, ((0.0, 255.0),) * 3)
+    return len(pack_chunk(Chunk(header, (GroupPayload(digest, z, y),), None)))
+
+
 def evaluate_dmenet(
     tiles: Sequence[np.ndarray],
     qualities: Sequence[float] = DEFAULT_QUALITIES,
@@ -96,13 +115,14 @@ def evaluate_dmenet(
     label: str = DMENET,
     refine: int = 0,
 ) -> RDCurve:
-    """DMENet curve over ``qualities``: codec container bytes (``rate="codec"``), raw latent strings
-    (``"latents"``), or the codec when it can be used (``"auto"``). ``refine`` > 0 optimises each
-    tile's latent for that many steps before coding (encoder only)."""
+    """DMENet curve over ``qualities``: codec chunk bytes (``rate="codec"``), the same container
+    packed around the model's latent strings (``"container"``, any weights), the raw latent strings
+    (``"latents"``), or the codec when it can be used and the container otherwise (``"auto"``).
+    ``refine`` > 0 optimises each tile's latent for that many steps before coding (encoder only)."""
     from dmenet_geo.model import get_model, load_model
 
-    if rate not in ("auto", "codec", "latents"):
-        raise ValueError(f"rate must be auto, codec or latents, got {rate!r}")
+    if rate not in RATE_SOURCES:
+        raise ValueError(f"rate must be one of {', '.join(RATE_SOURCES)}, got {rate!r}")
     if not tiles:
         raise ValueError("no tiles to evaluate")
     t0 = time.perf_counter()
@@ -110,7 +130,8 @@ def evaluate_dmenet(
     net = load_model(Path(model), device) if is_file else get_model(str(model), device)
     for q in qualities:
         net.config.check_quality(q)
-    codec_cls, why_not = (None, "rate=latents requested") if rate == "latents" else _codec_for(model)
+    bare = rate in ("latents", "container")
+    codec_cls, why_not = (None, f"rate={rate} requested") if bare else _codec_for(model)
     if rate == "codec" and codec_cls is None:
         raise RuntimeError(f"cannot use the DMENet codec: {why_not}")
     if codec_cls is not None:
@@ -118,8 +139,10 @@ def evaluate_dmenet(
 
         codec_pkg.set_runtime(device=device, batch_size=batch_size)
         rate_source = "codec: DMENetCodec chunk bytes (container header included)"
-    else:
+    elif rate == "latents":
         rate_source = f"latents: len(y_strings) + len(z_strings), no container header ({why_not})"
+    else:
+        rate_source = f"container: latent strings packed as DMENetCodec chunks, header included ({why_not})"
     if refine:
         rate_source += f"; latents refined for {refine} steps per tile"
     log(
@@ -151,7 +174,16 @@ def evaluate_dmenet(
         out.dec_s = time.perf_counter() - t
         if digests != latents.digests:
             raise RuntimeError(f"{label}: decoded latents differ from the encoder's at q={q}")
-        out.nbytes = [len(y) + len(z) for y, z in zip(latents.y_strings, latents.z_strings, strict=True)]
+        strings = zip(latents.y_strings, latents.z_strings, latents.digests, strict=True)
+        if rate == "latents":
+            out.nbytes = [len(y) + len(z) for y, z, _ in strings]
+        else:
+            q32 = float(np.float32(q))
+            shape = (int(x.shape[2]), int(x.shape[3]))
+            out.nbytes = [
+                _container_bytes(y, z, d, shape, q32, latents.z_shape, net.weights_sha256)
+                for y, z, d in strings
+            ]
         out.recs = list(_to_uint8(x_hat))
         return out
 
