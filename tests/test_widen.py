@@ -120,7 +120,7 @@ WIDE_WEIGHTS = REPO_ROOT / "training" / "n128-widened" / "weights.pt"
 
 
 def test_committed_wide_weights_reach_past_the_default_models_top(sample_tiles: torch.Tensor) -> None:
-    """Session 7's N = 128 weights (not shipped; ``training/n128-widened/README.md``) load with their
+    """The N = 128 weights in training (not shipped; ``training/n128-widened/README.md``) load with their
     SHA-256 checked and, at quality 8, decode every sample tile >= 1 dB better than ``default``."""
     tiles = sample_tiles
     top = {}
