@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.schedule == "cosine":
         saved = checkpoint.get("cosine") if checkpoint is not None and not args.reset_lr else None
         if saved is not None:
-            cosine = {k: saved[k] for k in ("lr", "min_lr", "unit", "span", "done")}
+            cosine = dict(saved)
         elif args.steps and args.steps <= step:
             raise SystemExit(f"--steps {args.steps} is not beyond the starting step {step}")
         else:

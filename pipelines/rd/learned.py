@@ -130,8 +130,7 @@ def evaluate_dmenet(
     net = load_model(Path(model), device) if is_file else get_model(str(model), device)
     for q in qualities:
         net.config.check_quality(q)
-    bare = rate in ("latents", "container")
-    codec_cls, why_not = (None, f"rate={rate} requested") if bare else _codec_for(model)
+    codec_cls, why_not = _codec_for(model) if rate in ("auto", "codec") else (None, f"rate={rate} requested")
     if rate == "codec" and codec_cls is None:
         raise RuntimeError(f"cannot use the DMENet codec: {why_not}")
     if codec_cls is not None:
