@@ -107,6 +107,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--reset-lr", action="store_true", help="with --resume: use --lr instead of the saved rate"
     )
+    p.add_argument(
+        "--quality-balance",
+        type=float,
+        default=0.0,
+        metavar="ALPHA",
+        help="weight each sample's loss by (lambda / geometric-mean lambda) ** -ALPHA, in [0, 1]: "
+        "0 (default) is the plain mean, larger values give the low qualities more say",
+    )
     p.add_argument("--aux-lr", type=float, default=1e-3)
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip (0: off)")
     p.add_argument("--seed", type=int, default=0)
@@ -204,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     if arch != "dmenet":
         config = dataclasses.replace(config, use_mdei=False, use_sdpm=False, use_lsm=False, context="none")
     model = build_model(arch, config).to(device)
-    criterion = RateDistortionLoss(config).to(device)
+    try:
+        criterion = RateDistortionLoss(config, balance=args.quality_balance).to(device)
+    except ValueError as err:
+        raise SystemExit(f"--quality-balance: {err}") from None
     opt = Optimisers.build(model, args.lr, args.aux_lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt.main, factor=0.5, patience=4, min_lr=args.min_lr)
     step, elapsed_before = 0, 0.0
@@ -291,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             "crop": args.crop,
             "lr": args.lr,
             "schedule": args.schedule,
+            "quality_balance": args.quality_balance,
             "train": [str(p) for p in args.train],
             "seed": args.seed,
             **lineage,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 
 from dmenet_geo.model import STRIDE, CompressedLatents, DMENet, DMENetConfig
 from dmenet_geo.model.config import DEFAULT_LAMBDAS, ConfigError
+from dmenet_geo.model.dmenet import ForwardResult
 from dmenet_geo.model.layers import LKE, LSM, PEB, SDPM, SEB
 from dmenet_geo.model.losses import RateDistortionLoss
 from dmenet_geo.model.mdei import EEM, MDEI, _Axial, mdse_loss
@@ -299,6 +301,34 @@ def test_rate_weights_change_the_loss_not_the_reported_rate(tiles: torch.Tensor)
     assert torch.equal(half.bpp, full.bpp) and torch.equal(half.mse, full.mse)
     free_bpp = -torch.log2(result.likelihoods_y[:, n // 2 :]).sum() / (2 * 64 * 64)  # batch mean
     assert float(full.loss - half.loss) == pytest.approx(float(free_bpp), rel=2e-3)  # float32 loss
+
+
+def test_quality_balance_weights_each_sample_by_its_lambda(tiles: torch.Tensor) -> None:
+    x = crop(tiles[:2], 64, 64)
+    q = torch.tensor([1.0, 8.0])
+    model = build(use_mdei=False)
+    config = model.config
+    with torch.no_grad():
+        result = model(x, q)
+        alone = [RateDistortionLoss(config)(_one(result, i), x[i : i + 1], q[i : i + 1]) for i in (0, 1)]
+        per_sample = [float(terms.loss) for terms in alone]
+        plain = RateDistortionLoss(config)(result, x, q)
+        balanced = RateDistortionLoss(config, balance=0.5)(result, x, q)
+    mid = math.exp(np.mean(np.log(config.lambdas)))
+    weights = [(config.lambda_for(float(v)) / mid) ** -0.5 for v in q]
+    assert weights[0] > 1 > weights[1]  # the low quality gains weight, the high one loses it
+    assert float(plain.loss) == pytest.approx(np.mean(per_sample), rel=1e-5)
+    assert float(balanced.loss) == pytest.approx(np.dot(weights, per_sample) / 2, rel=1e-5)
+    assert torch.equal(balanced.bpp, plain.bpp) and torch.equal(balanced.mse, plain.mse)
+    with pytest.raises(ValueError, match="balance"):
+        RateDistortionLoss(config, balance=-0.1)
+
+
+def _one(result: ForwardResult, i: int) -> ForwardResult:
+    """Sample ``i`` of a batched ForwardResult."""
+    return dataclasses.replace(
+        result, **{f.name: getattr(result, f.name)[i : i + 1] for f in dataclasses.fields(result)}
+    )
 
 
 def test_mdse_term_is_zero_without_mdei(tiles: torch.Tensor) -> None:

@@ -100,6 +100,13 @@ def test_rate_warmup_ramps_the_new_channels_in(tmp_path: Path) -> None:
             train.parse_args(["--train", "x", "--out", "y", "--rate-warmup", bad])
 
 
+def test_quality_balance_is_recorded_and_checked(tmp_path: Path) -> None:
+    assert _train(tmp_path / "a", "--steps", "1", "--quality-balance", "0.5")["quality_balance"] == 0.5
+    assert _train(tmp_path / "b", "--steps", "1")["quality_balance"] == 0.0
+    with pytest.raises(SystemExit, match="quality-balance"):
+        _train(tmp_path / "c", "--steps", "1", "--quality-balance", "1.5")
+
+
 def test_cosine_schedule_spans_the_steps_and_carries_on_after_a_resume(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,10 +3,16 @@
 Rates are in bits per pixel, D is the MSE of images in [0, 1], and lambda follows CompressAI's
 convention of multiplying the MSE by 255**2 (see :data:`dmenet_geo.model.config.DEFAULT_LAMBDAS`).
 Each sample of a batch may carry its own quality, hence its own lambda (variable-rate training).
+
+In such a batch the high-lambda samples have losses about ten times larger than the low-lambda ones,
+so they steer the shared transforms. ``balance`` (alpha) weights each sample's loss by
+``(lambda_i / lambda_mid) ** -alpha``, ``lambda_mid`` being the geometric mean of the model's lambdas:
+0 is the plain mean of eq. 15, 0.5 evens out most of that imbalance.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -30,11 +36,16 @@ class LossTerms:
 
 
 class RateDistortionLoss(nn.Module):
-    """Per-sample ``bpp + lambda_i * 255**2 * (mse + psi * mdse)``, averaged over the batch."""
+    """Per-sample ``bpp + lambda_i * 255**2 * (mse + psi * mdse)``, averaged over the batch
+    (weighted by ``balance``, see the module docstring)."""
 
-    def __init__(self, config: DMENetConfig) -> None:
+    def __init__(self, config: DMENetConfig, balance: float = 0.0) -> None:
         super().__init__()
+        if not (0.0 <= balance <= 1.0):
+            raise ValueError(f"balance must be in [0, 1], got {balance!r}")
         self.config = config
+        self.balance = balance
+        self._lambda_mid = math.exp(sum(math.log(v) for v in config.lambdas) / len(config.lambdas))
         self.mdei = MDEI() if config.use_mdei else None
         # per latent channel, how much its rate counts in the loss (None: all fully); the reported
         # bpp always counts every channel
@@ -59,4 +70,6 @@ class RateDistortionLoss(nn.Module):
             device=mse.device,
         )
         loss = rate + lambdas * 255**2 * (mse + self.config.psi * mdse)
+        if self.balance:
+            loss = loss * (lambdas / self._lambda_mid) ** -self.balance
         return LossTerms(loss.mean(), bpp.mean(), mse.mean(), mdse.mean())
