@@ -51,6 +51,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
     "MODEL_ID_BYTES",
+    "model_id_for",
     "DTYPES",
     "MAX_BANDS",
     "MAX_SIDE",
@@ -63,6 +64,11 @@ MAX_BANDS = 16
 MAX_SIDE = 4096
 HYPER_STRIDE = 64
 DTYPES: tuple[str, ...] = ("uint8", "uint16", "int16", "float32")
+
+
+def model_id_for(weights_sha256: str) -> bytes:
+    """The header's model id for weights with this SHA-256 (hex): its first MODEL_ID_BYTES bytes."""
+    return bytes.fromhex(weights_sha256)[:MODEL_ID_BYTES]
 
 _HEAD = struct.Struct("<4sBBBHHf4s")
 _HEAD_V1 = struct.Struct("<4sBBBBHHd8sHH")

@@ -23,7 +23,7 @@ import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray, ndarray_copy
 
-from dmenet_geo.codec.bitstream import MODEL_ID_BYTES, DMENetCodecError, pack_chunk, unpack_chunk
+from dmenet_geo.codec.bitstream import DMENetCodecError, model_id_for, pack_chunk, unpack_chunk
 from dmenet_geo.codec.engine import decode_chunks, encode_arrays
 
 __all__ = ["DMENetCodec"]
@@ -126,7 +126,7 @@ class DMENetCodec(Codec):
     # ---------------------------------------------------------------- helpers
     @property
     def _model_id(self) -> bytes:
-        return bytes.fromhex(self.weights_sha256)[:MODEL_ID_BYTES]
+        return model_id_for(self.weights_sha256)
 
     def _weights(self) -> str:
         """The shipped weights' name to load: ``model``'s, or the earlier weights with this SHA-256."""

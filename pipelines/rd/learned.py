@@ -88,18 +88,12 @@ def _codec_for(model: str | Path) -> tuple[Any, str]:
 
 
 def _container_bytes(
-    y: bytes,
-    z: bytes,
-    digest: int,
-    shape: tuple[int, int],
-    quality: float,
-    z_shape: tuple[int, int],
-    sha256: str | None,
+    y: bytes, z: bytes, digest: int, shape: tuple[int, int], quality: float, z_shape: tuple[int, int],
+    model_id: bytes,
 ) -> int:
     """The size of the DMENetCodec chunk an 8-bit RGB tile with these latent strings would make."""
-    from dmenet_geo.codec.bitstream import MODEL_ID_BYTES, Chunk, ChunkHeader, GroupPayload, pack_chunk
+    from dmenet_geo.codec.bitstream import Chunk, ChunkHeader, GroupPayload, pack_chunk
 
-    model_id = bytes.fromhex(sha256)[:MODEL_ID_BYTES] if sha256 else bytes(MODEL_ID_BYTES)
     header = ChunkHeader("uint8", 3, *shape, quality, model_id, z_shape, ((0.0, 255.0),) * 3)
     return len(pack_chunk(Chunk(header, (GroupPayload(digest, z, y),), None)))
 
@@ -130,6 +124,9 @@ def evaluate_dmenet(
     net = load_model(Path(model), device) if is_file else get_model(str(model), device)
     for q in qualities:
         net.config.check_quality(q)
+    from dmenet_geo.codec.bitstream import MODEL_ID_BYTES, model_id_for
+
+    model_id = model_id_for(net.weights_sha256) if net.weights_sha256 else bytes(MODEL_ID_BYTES)
     codec_cls, why_not = _codec_for(model) if rate in ("auto", "codec") else (None, f"rate={rate} requested")
     if rate == "codec" and codec_cls is None:
         raise RuntimeError(f"cannot use the DMENet codec: {why_not}")
@@ -180,8 +177,7 @@ def evaluate_dmenet(
             q32 = float(np.float32(q))
             shape = (int(x.shape[2]), int(x.shape[3]))
             out.nbytes = [
-                _container_bytes(y, z, d, shape, q32, latents.z_shape, net.weights_sha256)
-                for y, z, d in strings
+                _container_bytes(y, z, d, shape, q32, latents.z_shape, model_id) for y, z, d in strings
             ]
         out.recs = list(_to_uint8(x_hat))
         return out
