@@ -70,6 +70,7 @@ def model_id_for(weights_sha256: str) -> bytes:
     """The header's model id for weights with this SHA-256 (hex): its first MODEL_ID_BYTES bytes."""
     return bytes.fromhex(weights_sha256)[:MODEL_ID_BYTES]
 
+
 _HEAD = struct.Struct("<4sBBBHHf4s")
 _HEAD_V1 = struct.Struct("<4sBBBBHHd8sHH")
 _RANGE_FORMATS = ("", "<ii", "<ff", "<dd")  # index = range mode in flags bits 2-3

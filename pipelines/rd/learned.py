@@ -88,7 +88,12 @@ def _codec_for(model: str | Path) -> tuple[Any, str]:
 
 
 def _container_bytes(
-    y: bytes, z: bytes, digest: int, shape: tuple[int, int], quality: float, z_shape: tuple[int, int],
+    y: bytes,
+    z: bytes,
+    digest: int,
+    shape: tuple[int, int],
+    quality: float,
+    z_shape: tuple[int, int],
     model_id: bytes,
 ) -> int:
     """The size of the DMENetCodec chunk an 8-bit RGB tile with these latent strings would make."""
@@ -113,6 +118,7 @@ def evaluate_dmenet(
     packed around the model's latent strings (``"container"``, any weights), the raw latent strings
     (``"latents"``), or the codec when it can be used and the container otherwise (``"auto"``).
     ``refine`` > 0 optimises each tile's latent for that many steps before coding (encoder only)."""
+    from dmenet_geo.codec.bitstream import MODEL_ID_BYTES, model_id_for
     from dmenet_geo.model import get_model, load_model
 
     if rate not in RATE_SOURCES:
@@ -124,8 +130,6 @@ def evaluate_dmenet(
     net = load_model(Path(model), device) if is_file else get_model(str(model), device)
     for q in qualities:
         net.config.check_quality(q)
-    from dmenet_geo.codec.bitstream import MODEL_ID_BYTES, model_id_for
-
     model_id = model_id_for(net.weights_sha256) if net.weights_sha256 else bytes(MODEL_ID_BYTES)
     codec_cls, why_not = _codec_for(model) if rate in ("auto", "codec") else (None, f"rate={rate} requested")
     if rate == "codec" and codec_cls is None:
