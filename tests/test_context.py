@@ -108,6 +108,26 @@ def test_each_stage_sees_only_earlier_stages(groups: int) -> None:
                 assert same == (j <= k), (k, j)
 
 
+@pytest.mark.parametrize("straight_through", [False, True], ids=["detached", "straight-through"])
+def test_anchor_gradient_through_the_context_only_when_asked(straight_through: bool) -> None:
+    """The later stages' parameters pass a gradient back to the anchors' latent values only with
+    ``straight_through`` (encoder refinement); the values themselves are the same either way."""
+    torch.manual_seed(0)
+    ctx = CheckerboardContext(8)
+    with torch.no_grad():
+        for p in ctx.fuse[-1].parameters():
+            p.normal_(0, 0.1)
+    params = torch.randn(1, 16, 6, 6)
+    y = (torch.randn(1, 8, 6, 6) * 3).requires_grad_(True)
+    out = ctx.staged(params, y, straight_through=straight_through)
+    assert torch.allclose(out.detach(), ctx.staged(params, y.detach()), atol=1e-5)
+    anchors = anchor_mask(6, 6)
+    (grad,) = torch.autograd.grad(out[:, :, ~anchors].sum(), [y], allow_unused=True)
+    grad = torch.zeros_like(y) if grad is None else grad
+    assert bool(grad[..., anchors].abs().sum() > 0) == straight_through
+    assert float(grad[..., ~anchors].abs().sum()) == 0.0  # a stage never sees its own values
+
+
 def test_context_config_round_trips_and_is_validated() -> None:
     cfg = DMENetConfig(n=16, context="checkerboard")
     assert DMENetConfig.from_json(cfg.to_json()) == cfg

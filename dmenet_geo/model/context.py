@@ -77,9 +77,10 @@ class CheckerboardContext(nn.Module):
             inputs = torch.cat([known_values, known.to(known_values.dtype).expand_as(known_values)], dim=1)
         return params + self.fuse(torch.cat([params, self.spatial(inputs)], dim=1))
 
-    def staged(self, params: Tensor, y: Tensor) -> Tensor:
+    def staged(self, params: Tensor, y: Tensor, straight_through: bool = False) -> Tensor:
         """Training-time parameters for every position, each from its stage's context: the earlier
-        stages' values of ``y``, rounded around their means as the decoder would see them."""
+        stages' values of ``y``, rounded around their means as the decoder would see them. The
+        rounding passes no gradient to ``y`` unless ``straight_through`` (the identity backward)."""
         out = torch.zeros_like(params)
         known_values = torch.zeros_like(y)
         known = torch.zeros(y.shape[1:], dtype=torch.bool, device=y.device)
@@ -87,7 +88,8 @@ class CheckerboardContext(nn.Module):
             stage = self(params, known_values, known)
             out = torch.where(mask.repeat(2, 1, 1), stage, out)
             means = stage.chunk(2, dim=1)[1]
-            decoded = (torch.round(y - means) + means).detach()
+            rounded = torch.round(y - means) + means
+            decoded = y + (rounded - y).detach() if straight_through else rounded.detach()
             known_values = torch.where(mask, decoded, known_values)
             known = known | mask
         return out

@@ -5,16 +5,19 @@ given image, gradient steps on ``y`` itself lower the rate-distortion cost the m
 for (Campos et al., "Content adaptive optimization for neural image compression", CVPR Workshops
 2019; Yang et al., "Improving inference for neural image compression", NeurIPS 2020). The hyper
 latent stays a function of ``y`` (``z = h_a(y)``), as :meth:`DMENet.compress` derives it, so the
-refined ``y`` takes the normal coding path and every decoder reads it.
+refined ``y`` takes the normal coding path and every decoder reads it. (Optimising ``z`` as a free
+variable too saved no more: -7.8 % against -8.4 % in BD-rate on 7 validation tiles, 20 steps.)
 
 Rounding is relaxed with Yang et al.'s stochastic Gumbel annealing: each latent is a random soft
 mix of the two integers around it (relative to its predicted mean), drawn with a temperature that
 falls over the steps, so the optimised latent ends close to the one the coder will round. Measured
 on 7 validation tiles (20 steps against a noise relaxation and a straight-through estimator), it
-saved the most bits. Each step also evaluates the cost exactly as coded and the best latent seen is
-kept: refinement never raises an image's coded cost. The cost is MSE-only (no MDEI term), aimed at
-PSNR. Each image is refined on its own with a fixed seed, so a chunk's bytes depend neither on the
-chunks batched with it nor on earlier calls.
+saved the most bits. With a checkerboard context the anchors' rounding is differentiated straight
+through the context, so an anchor also moves for the bits it saves its neighbours (14 validation
+tiles, 20 steps: -5.7 % in BD-rate against -4.9 % without). Each step also evaluates the cost
+exactly as coded and the best latent seen is kept: refinement never raises an image's coded cost.
+The cost is MSE-only (no MDEI term), aimed at PSNR. Each image is refined on its own with a fixed
+seed, so a chunk's bytes depend neither on the chunks batched with it nor on earlier calls.
 """
 
 from __future__ import annotations
@@ -66,8 +69,9 @@ def _costs(
     z_lik = eb.likelihood_lower_bound(eb._likelihood(z_hat.permute(1, 0, 2, 3).reshape(z.shape[1], 1, -1))[0])
     z_bpp = -torch.log(z_lik).sum() / math.log(2) / pixels
     params = model.entropy_parameters(z_hat * gain(model.log_hyper_inv_gain, q))
-    if model.context is not None:  # non-anchor parameters from the current latent's rounded anchors
-        params = model.context.staged(params, y)
+    if model.context is not None:  # non-anchor parameters from the current latent's rounded anchors,
+        # differentiated straight through: an anchor is also moved for what it tells its neighbours
+        params = model.context.staged(params, y, straight_through=True)
     scales, means = params.chunk(2, dim=1)
     inv_gain = gain(model.log_inv_gain, q)
 
