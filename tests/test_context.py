@@ -86,15 +86,21 @@ def test_wrong_context_does_not_decode_silently(small_model: DMENet, tiles: torc
     assert digests != lat.digests
 
 
-@pytest.mark.parametrize("groups", [1, 2], ids=["checkerboard", "2groups"])
-def test_each_stage_sees_only_earlier_stages(groups: int) -> None:
-    """Changing the latent in one stage moves the parameters of later stages only, never its own or
-    earlier ones (the first stage's come from the hyperprior alone)."""
+def _live_context(groups: int) -> CheckerboardContext:
+    """A context of 8 channels whose residual is not zero (a fresh one changes nothing), seeded."""
     torch.manual_seed(0)
     ctx = CheckerboardContext(8, groups)
     with torch.no_grad():
         for p in ctx.fuse[-1].parameters():
             p.normal_(0, 0.1)
+    return ctx
+
+
+@pytest.mark.parametrize("groups", [1, 2], ids=["checkerboard", "2groups"])
+def test_each_stage_sees_only_earlier_stages(groups: int) -> None:
+    """Changing the latent in one stage moves the parameters of later stages only, never its own or
+    earlier ones (the first stage's come from the hyperprior alone)."""
+    ctx = _live_context(groups)
     params, y = torch.randn(1, 16, 6, 6), torch.randn(1, 8, 6, 6) * 3
     masks = ctx.stages(6, 6)
     assert len(masks) == 2 * groups
@@ -112,11 +118,7 @@ def test_each_stage_sees_only_earlier_stages(groups: int) -> None:
 def test_anchor_gradient_through_the_context_only_when_asked(straight_through: bool) -> None:
     """The later stages' parameters pass a gradient back to the anchors' latent values only with
     ``straight_through`` (encoder refinement); the values themselves are the same either way."""
-    torch.manual_seed(0)
-    ctx = CheckerboardContext(8)
-    with torch.no_grad():
-        for p in ctx.fuse[-1].parameters():
-            p.normal_(0, 0.1)
+    ctx = _live_context(1)
     params = torch.randn(1, 16, 6, 6)
     y = (torch.randn(1, 8, 6, 6) * 3).requires_grad_(True)
     out = ctx.staged(params, y, straight_through=straight_through)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from dmenet_geo.model.rounding import ste_round
+
 __all__ = ["CheckerboardContext", "anchor_mask", "stage_masks"]
 
 
@@ -88,8 +90,7 @@ class CheckerboardContext(nn.Module):
             stage = self(params, known_values, known)
             out = torch.where(mask.repeat(2, 1, 1), stage, out)
             means = stage.chunk(2, dim=1)[1]
-            rounded = torch.round(y - means) + means
-            decoded = y + (rounded - y).detach() if straight_through else rounded.detach()
+            decoded = ste_round(y, means) if straight_through else (torch.round(y - means) + means).detach()
             known_values = torch.where(mask, decoded, known_values)
             known = known | mask
         return out

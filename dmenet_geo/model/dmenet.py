@@ -46,6 +46,7 @@ from dmenet_geo.model.hyperprior import EntropyParameters, hyper_encoder
 from dmenet_geo.model.latent_coding import SymbolCoder, decode_staged, encode_staged
 from dmenet_geo.model.layers import SDPM, CBlock, RBlock
 from dmenet_geo.model.refine import refine_latents
+from dmenet_geo.model.rounding import ste_round
 
 __all__ = ["DMENet", "ForwardResult", "CompressedLatents", "STRIDE"]
 
@@ -121,7 +122,7 @@ class DMENet(CompressionModel):
             params = self.context.staged(params, y)
         scales, means = params.chunk(2, dim=1)
         _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
-        y_hat = torch.round(y - means).detach() + (y - means) - (y - means).detach() + means
+        y_hat = ste_round(y, means)
         x_hat = self.g_s(y_hat * self._gain(self.log_inv_gain, q))
         return ForwardResult(x_hat, y_likelihoods, z_likelihoods)
 
