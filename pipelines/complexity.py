@@ -230,6 +230,7 @@ def measure(n: int, device: str, threads: int, model_name: str | None = None) ->
     conv_flops = sum(flops.values())
     return {
         "n": config.n,
+        "latent_channels": config.latent,
         "weights": label,
         "quality": quality,
         "params": n_params,

@@ -62,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "units, trained without the MDEI term)",
     )
     p.add_argument("--n", type=int, default=DMENetConfig().n, help="channel width N")
+    p.add_argument("--m", type=int, default=None, help="latent channels M (default: N, as in the paper)")
     p.add_argument("--lmbda", type=float, default=None, help="train a fixed-rate model at this lambda")
     p.add_argument(
         "--lambdas",
@@ -147,7 +148,8 @@ def build_model(arch: str, config: DMENetConfig) -> DMENet:
 def warmup_weights(n: int, first: int, steps: int, done: int) -> torch.Tensor:
     """Rate weights of ``n`` latent channels: 1, except channels ``first``.. at ``done / steps``."""
     if not 0 < first < n or steps <= 0:
-        raise SystemExit(f"--rate-warmup needs 0 < C < N = {n} and S > 0, got {first},{steps}")
+        raise SystemExit(f"--rate-warmup needs 0 < C < {n} (the latent channels) and S > 0, "
+                         f"got {first},{steps}")
     weights = torch.ones(n)
     weights[first:] = min(1.0, done / steps)
     return weights
@@ -202,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         lambdas = (args.lmbda,) if args.lmbda else args.lambdas or DMENetConfig().lambdas
         config = DMENetConfig(
             n=args.n,
+            m=args.m,
             use_mdei=not args.no_mdei,
             use_sdpm=not args.no_sdpm,
             use_lsm=not args.no_lsm,
@@ -348,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.rate_warmup is not None:
                 first, ramp = args.rate_warmup
                 done = step - int(lineage.get("init_step", 0))  # counted from the initial weights
-                criterion.rate_weights = warmup_weights(config.n, first, ramp, done)
+                criterion.rate_weights = warmup_weights(config.latent, first, ramp, done)
             terms = train_step(model, criterion, opt, x, q, args.clip)
             step += 1
             acc["loss"] += float(terms.loss)

@@ -1,8 +1,12 @@
-"""Widen trained DMENet weights to a larger N, decoding (nearly) as before, to train on from there.
+"""Widen trained DMENet weights to a larger N and/or more latent channels M, decoding (nearly) as
+before, to train on from there.
 
     python pipelines/widen.py dmenet_geo/weights/default.pt --n 128 --out runs/wide/init/weights.pt \
         --latent-scale 1 --read-scale 0.3 --new-scale 0.5
     python pipelines/train.py --init-weights runs/wide/init/weights.pt --rate-warmup 64,3000 ...
+
+``--m 192`` alone widens only the latent (and what reads or predicts it: the hyper encoder's input,
+the entropy parameters, the context, the latent gains), keeping every hidden layer at N.
 
 At N = 64 the transforms cap the quality (``pipelines/ceiling.py``), and a wider model trained from
 scratch on a CPU needs many hours to catch up with the narrow one. Widening instead starts from the
@@ -47,7 +51,7 @@ from torch import Tensor
 from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.dmenet import DMENet
 
-__all__ = ["widen"]
+__all__ = ["widen", "widened_config"]
 
 _SMALL_LATENT = 0.01  # scale of the analysis weights into new latent channels
 _SMALL_READ = 0.1  # scale of the weights reading new (initially zero) latent channels
@@ -62,9 +66,10 @@ _TRANSPOSED = frozenset({"g_s.0.conv.weight", "g_s.1.conv.weight", "g_s.3.conv.w
                         "entropy_parameters.h_s.0.weight", "entropy_parameters.h_s.2.weight"})
 
 
-def _spaces(old: int, new: int) -> dict[str, Tensor]:
-    """For each channel space, the new index of every old channel."""
-    fixed = {"q": old // 4, "t": 3 * old // 4, "n": old, "3n": 3 * old, "2nf": 2 * old,
+def _spaces(old: int, new: int, old_m: int, new_m: int) -> dict[str, Tensor]:
+    """For each channel space, the new index of every old channel (hidden width ``old`` -> ``new``,
+    latent channels ``old_m`` -> ``new_m``)."""
+    fixed = {"q": old // 4, "t": 3 * old // 4, "n": old, "m": old_m, "2mf": 2 * old_m, "3m": 3 * old_m,
              "3": 3, "18": 18, "1": 1}
     h_old, h_new = old // 2, new // 2
     b_old, b_new = h_old // 4, h_new // 4
@@ -73,15 +78,15 @@ def _spaces(old: int, new: int) -> dict[str, Tensor]:
     keep_old, keep_new = h_old // 2, h_new // 2
     if not (hmap[:keep_old] < keep_new).all() or not (hmap[keep_old:] >= keep_new).all():
         raise ValueError(f"cannot place SDPM's halves from N = {old} into N = {new}")
-    two_n = torch.cat([torch.arange(old), new + torch.arange(old)])
+    two_m = torch.cat([torch.arange(old_m), new_m + torch.arange(old_m)])
     return {
         **{space: torch.arange(size) for space, size in fixed.items()},  # leading channels, in order
         "h": hmap,
         "hr": hmap[keep_old:] - keep_new,  # SDPM's sliced half, indexed within the half
         "hb": torch.arange(b_old),  # one pyramid branch, indexed within the branch
         "hd": torch.arange(h_old - 3 * b_old),  # the last branch
-        "2n": two_n,  # (scales, means)
-        "4n": torch.cat([two_n, 2 * new + torch.arange(2 * old)]),  # the context's fuse input
+        "2m": two_m,  # (scales, means) of the latent
+        "4m": torch.cat([two_m, 2 * new_m + torch.arange(2 * old_m)]),  # the context's fuse input
     }
 
 
@@ -92,12 +97,12 @@ _SDPM = {"slice_conv.weight": ("hr", "hr"), "slice_conv.bias": ("hr",), "seb.wei
          "peb.fuse.bias": ("h",)}
 _SDPM.update({f"peb.branch_{b}.{p}": ("hb", "h") if p == "weight" else ("hb",)
              for b in "abc" for p in ("weight", "bias")})
-_BLOCKS = {"g_a.0": ("q", "3"), "g_a.1": ("h", "q"), "g_a.3": ("t", "h"), "g_a.4": ("n", "t"),
-           "g_s.0": ("n", "t"), "g_s.1": ("t", "h"), "g_s.3": ("h", "q"), "g_s.4": ("q", "3")}
-_CONTEXT = {"context.spatial.weight": ("2nf", "n"), "context.spatial.bias": ("2nf",),
-            "context.fuse.0.weight": ("3n", "4n"), "context.fuse.0.bias": ("3n",),
-            "context.fuse.2.weight": ("3n", "3n"), "context.fuse.2.bias": ("3n",),
-            "context.fuse.4.weight": ("2n", "3n"), "context.fuse.4.bias": ("2n",)}
+_BLOCKS = {"g_a.0": ("q", "3"), "g_a.1": ("h", "q"), "g_a.3": ("t", "h"), "g_a.4": ("m", "t"),
+           "g_s.0": ("m", "t"), "g_s.1": ("t", "h"), "g_s.3": ("h", "q"), "g_s.4": ("q", "3")}
+_CONTEXT = {"context.spatial.weight": ("2mf", "m"), "context.spatial.bias": ("2mf",),
+            "context.fuse.0.weight": ("3m", "4m"), "context.fuse.0.bias": ("3m",),
+            "context.fuse.2.weight": ("3m", "3m"), "context.fuse.2.bias": ("3m",),
+            "context.fuse.4.weight": ("2m", "3m"), "context.fuse.4.bias": ("2m",)}
 
 
 def _layout(key: str) -> tuple[str, ...] | None:
@@ -113,13 +118,17 @@ def _layout(key: str) -> tuple[str, ...] | None:
             return {"conv.weight": (a, b), "conv.bias": (out,), "gdn.beta": (out,), "gdn.gamma": (out, out),
                     "igdn.beta": (out,), "igdn.gamma": (out, out)}.get(rest)
     if key.startswith(("h_a.", "entropy_parameters.h_s.")) and key.endswith((".weight", ".bias")):
+        if key == "h_a.0.weight":  # the hyper encoder reads the latent
+            return ("n", "m")
         return ("n", "n") if key.endswith(".weight") else ("n",)
     if key.startswith("entropy_parameters.head."):
         if ".point." in key or key.count(".") == 2:  # LSM's last 1x1 convolution, or the plain head
-            return ("2n", "n") if key.endswith("weight") else ("2n",)
+            return ("2m", "n") if key.endswith("weight") else ("2m",)
         return ("n", "1") if key.endswith("weight") else ("n",)
     if key in _CONTEXT:
         return _CONTEXT[key]
+    if key in ("log_gain", "log_inv_gain"):
+        return ("levels", "m")
     if key.startswith("log_"):
         return ("levels", "n")
     if key.startswith("entropy_bottleneck.") and key.split(".")[1] in _DENSITY:
@@ -127,16 +136,29 @@ def _layout(key: str) -> tuple[str, ...] | None:
     return None
 
 
+def widened_config(config: DMENetConfig, n: int | None = None, m: int | None = None) -> DMENetConfig:
+    """``config`` with the hidden width ``n`` and/or the latent channels ``m`` raised. A latent tied
+    to N (``m`` unset) follows a new N unless ``m`` is given."""
+    new_n = config.n if n is None else n
+    wide = dataclasses.replace(config, n=new_n, m=m if m is not None else config.m)
+    if wide.n < config.n or wide.latent < config.latent or (wide.n, wide.latent) == (config.n, config.latent):
+        raise ValueError(f"widening must raise N ({config.n}) or the latent channels ({config.latent}) and "
+                         f"lower neither, got N = {wide.n}, {wide.latent} latent channels")
+    return wide
+
+
 def widen(
     state: dict[str, Tensor],
     config: DMENetConfig,
-    n: int,
+    n: int | None = None,
     seed: int = 0,
     latent_scale: float = _SMALL_LATENT,
     read_scale: float = _SMALL_READ,
     new_scale: float = 0.0,
+    m: int | None = None,
 ) -> dict[str, Tensor]:
-    """``state`` (weights of a model with ``config``) widened to ``n`` channels; see the module doc.
+    """``state`` (weights of a model with ``config``) widened to ``n`` hidden channels and ``m``
+    latent channels (:func:`widened_config`); see the module doc.
 
     ``latent_scale`` multiplies the fresh analysis weights into the new latent channels,
     ``read_scale`` the fresh weights that read them, and ``new_scale`` is the hyperprior's initial
@@ -145,17 +167,16 @@ def widen(
     """
     if latent_scale < 0 or read_scale < 0 or new_scale < 0:
         raise ValueError("the scales of the new channels must be >= 0")
-    if n <= config.n:
-        raise ValueError(f"the new width must exceed {config.n}, got {n}")
+    target = widened_config(config, n, m)
     if config.context_groups > 1:
         raise ValueError("widening a context with channel groups is not supported")
     torch.manual_seed(seed)
-    wide = DMENet(dataclasses.replace(config, n=n))
+    wide = DMENet(target)
     fresh = wide.state_dict()
-    narrow_eb = EntropyBottleneck(n, init_scale=0.1)  # new hyper-latent channels: mass at 0
+    narrow_eb = EntropyBottleneck(target.n, init_scale=0.1)  # new hyper-latent channels: mass at 0
     for b in narrow_eb.biases:
         b.data.zero_()
-    spaces = _spaces(config.n, n)
+    spaces = _spaces(config.n, target.n, config.latent, target.latent)
     spaces["levels"] = torch.arange(config.levels)
     out: dict[str, Tensor] = {}
     for key, new in fresh.items():
@@ -183,8 +204,8 @@ def widen(
             value[fresh_rows] *= latent_scale
         if key in _ZEROED:
             value.zero_()
-        if key in _SCALE_BIAS:  # scales come first: rows [0, n) of a (scales, means) output
-            value[:n] = new_scale
+        if key in _SCALE_BIAS:  # scales come first: rows [0, m) of a (scales, means) output
+            value[: target.latent] = new_scale
         if key in ("log_gain", "log_inv_gain"):  # new latent channels: the mean step of each quality
             value = old.mean(dim=1, keepdim=True).expand(-1, value.shape[1]).clone()
         index = torch.meshgrid(*maps, indexing="ij")
@@ -198,7 +219,8 @@ def widen(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("weights", type=Path, help="weights.pt with its .json sidecar")
-    p.add_argument("--n", type=int, required=True, help="the new channel width")
+    p.add_argument("--n", type=int, help="the new hidden channel width N")
+    p.add_argument("--m", type=int, help="the new number of latent channels (default: tied to N)")
     p.add_argument("--out", type=Path, required=True, help="the widened weights.pt (sidecar beside it)")
     p.add_argument("--latent-scale", type=float, default=_SMALL_LATENT,
                    help="scale of the analysis weights into new latent channels")
@@ -207,20 +229,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new-scale", type=float, default=0.0,
                    help="initial hyperprior scale of new latent channels (0: the smallest)")
     args = p.parse_args(argv)
+    if args.n is None and args.m is None:
+        p.error("give --n, --m or both")
     meta = json.loads(args.weights.with_suffix(".json").read_text())
     config = DMENetConfig.from_dict(meta["config"])
+    try:
+        target = widened_config(config, args.n, args.m)
+    except ValueError as exc:
+        p.error(str(exc))
     state = torch.load(args.weights, map_location="cpu", weights_only=True)
-    wide = widen(state, config, args.n, latent_scale=args.latent_scale, read_scale=args.read_scale,
-                 new_scale=args.new_scale)
+    wide = widen(state, config, target.n, m=target.m, latent_scale=args.latent_scale,
+                 read_scale=args.read_scale, new_scale=args.new_scale)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(wide, args.out)
     sha = hashlib.sha256(args.weights.read_bytes()).hexdigest()
-    meta = dict(meta, config=dataclasses.replace(config, n=args.n).to_dict(), widened_from_sha256=sha,
-                widened_from_n=config.n, widen_scales={"latent": args.latent_scale, "read": args.read_scale,
-                                                        "new_scale": args.new_scale})
+    meta = dict(meta, config=target.to_dict(), widened_from_sha256=sha, widened_from_n=config.n,
+                widened_from_latent=config.latent,
+                widen_scales={"latent": args.latent_scale, "read": args.read_scale,
+                              "new_scale": args.new_scale})
     meta.pop("sha256", None)
     args.out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
-    print(f"wrote {args.out}: N = {config.n} -> {args.n}")
+    print(f"wrote {args.out}: N = {config.n} -> {target.n}, latent {config.latent} -> {target.latent}")
     return 0
 
 

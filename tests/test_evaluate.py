@@ -283,3 +283,19 @@ def test_ceiling_separates_transforms_from_quantisation(small_model: DMENet, one
     assert low.transforms_psnr == pytest.approx(high.transforms_psnr, abs=1e-4)
     assert 0 < low.coded_bpp < high.coded_bpp
     assert math.isfinite(low.coded_psnr) and math.isfinite(high.coded_psnr)
+
+
+def test_klt_reference_rises_with_the_width_and_is_exact_with_every_coefficient(one_tile: np.ndarray) -> None:
+    from pipelines.ceiling import klt_reference
+
+    tiles = torch.from_numpy(one_tile).permute(2, 0, 1)[None].float() / 255
+    tiles = torch.cat([tiles, tiles.flip(-1)])
+    ref = klt_reference(tiles, [16, 64, 192, 768])
+    assert ref[16] < ref[64] < ref[192]
+    assert ref[768] > 120  # all 768 coefficients: the blocks come back up to float64 rounding
+    flat = tiles.mean(dim=1, keepdim=True).expand_as(tiles)  # grey: a third of the coefficients suffice
+    assert klt_reference(flat, [256])[256] > 120
+    with pytest.raises(ValueError, match="multiple of 16"):
+        klt_reference(tiles[..., :100], [64])
+    with pytest.raises(ValueError, match="1..768"):
+        klt_reference(tiles, [0])

@@ -360,6 +360,7 @@ CONFIGS = {
     "n16-single-lambda": DMENetConfig(n=16, lambdas=(0.01,)),
     "baseline": DMENetConfig(n=32, use_mdei=False, use_sdpm=False, use_lsm=False, psi=0.0),
     "paper-lambdas": DMENetConfig(n=256, lambdas=(0.007, 0.013, 0.033, 0.072, 0.211, 0.508, 0.660)),
+    "wide-latent": DMENetConfig(n=16, m=40, context="checkerboard", context_groups=5),
 }
 
 
@@ -370,6 +371,27 @@ def test_config_json_round_trip(config: DMENetConfig) -> None:
     assert DMENetConfig.from_json(text) == config
     assert DMENetConfig.from_dict(config.to_dict()) == config
     assert isinstance(DMENetConfig.from_json(text).lambdas, tuple)
+
+
+def test_latent_width_is_tied_to_n_unless_set() -> None:
+    assert DMENetConfig(n=32).latent == 32 and "m" not in DMENetConfig(n=32).to_dict()
+    wide = DMENetConfig(n=32, m=96)
+    assert wide.latent == 96 and wide.to_dict()["m"] == 96
+
+
+@pytest.mark.parametrize("context", ["none", "checkerboard"])
+def test_wide_latent_model_shapes_and_round_trip(context: str, tiles: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    model = DMENet(DMENetConfig(n=16, m=40, context=context))
+    x = crop(tiles[:2], 64, 64)
+    out = model(x, torch.tensor([1.0, 7.5]))
+    assert out.likelihoods_y.shape[1] == 40 and out.likelihoods_z.shape[1] == 16
+    assert model.log_gain.shape == (8, 40) and model.log_hyper_gain.shape == (8, 16)
+    model.update(force=True)
+    model.eval()
+    latents = model.compress(x, [2.0, 6.0])
+    x_hat, digests = model.decompress(latents)
+    assert x_hat.shape == x.shape and digests == latents.digests
 
 
 def test_default_config() -> None:
@@ -393,6 +415,10 @@ BAD_CONFIGS = {
     "lambdas-repeated": {"lambdas": (0.1, 0.1)},
     "psi-negative": {"psi": -0.1},
     "switch-not-bool": {"use_sdpm": "yes"},
+    "m-too-small": {"m": 4},
+    "m-float": {"m": 64.0},
+    "m-bool": {"m": True},
+    "groups-not-dividing-latent": {"n": 16, "m": 24, "context": "checkerboard", "context_groups": 16},
 }
 
 

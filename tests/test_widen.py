@@ -16,7 +16,7 @@ if str(REPO_ROOT) not in sys.path:
 from dmenet_geo.model import DMENet, DMENetConfig  # noqa: E402
 from dmenet_geo.model.metrics import psnr  # noqa: E402
 from dmenet_geo.model.zoo import load_model  # noqa: E402
-from pipelines.widen import widen  # noqa: E402
+from pipelines.widen import widen, widened_config  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +49,19 @@ def _trained_like(base: DMENet) -> DMENet:
 
 
 @pytest.mark.parametrize(
-    ("quality", "variant"), [(1.0, "full"), (4.5, "full"), (8.0, "full"), (6.0, "plain")],
-    ids=["q1", "q4.5", "q8", "q6-no-sdpm-no-lsm"],
+    ("quality", "variant", "n", "m"),
+    [(1.0, "full", 32, None), (4.5, "full", 32, None), (8.0, "full", 32, None), (6.0, "plain", 32, None),
+     (4.5, "full", None, 40), (8.0, "full", 32, 48), (6.0, "plain", None, 40)],
+    ids=["q1", "q4.5", "q8", "q6-no-sdpm-no-lsm", "q4.5-latent-only", "q8-both", "q6-plain-latent-only"],
 )
 def test_widened_model_decodes_like_the_narrow_one(
-    small_model: DMENet, plain_model: DMENet, tiles: torch.Tensor, quality: float, variant: str
+    small_model: DMENet, plain_model: DMENet, tiles: torch.Tensor, quality: float, variant: str,
+    n: int | None, m: int | None,
 ) -> None:
     narrow = _trained_like(small_model if variant == "full" else plain_model)
-    wide = DMENet(dataclasses.replace(narrow.config, n=32))
-    wide.load_state_dict(widen(narrow.state_dict(), narrow.config, 32))
+    wide = DMENet(widened_config(narrow.config, n, m))
+    assert (wide.config.n, wide.config.latent) == (n or 16, m or n)
+    wide.load_state_dict(widen(narrow.state_dict(), narrow.config, n, m=m))
     wide.eval()
     a, b = narrow.compress(tiles, quality), wide.compress(tiles, quality)
     x_narrow, x_wide = narrow.decompress(a)[0], wide.decompress(b)[0]
@@ -72,8 +76,10 @@ def test_widened_model_decodes_like_the_narrow_one(
 def test_widths_sdpm_cannot_split_are_refused(small_model: DMENet) -> None:
     with pytest.raises(ValueError, match="SDPM"):
         widen(small_model.state_dict(), small_model.config, 20)
-    with pytest.raises(ValueError, match="exceed"):
+    with pytest.raises(ValueError, match="must raise"):
         widen(small_model.state_dict(), small_model.config, 16)
+    with pytest.raises(ValueError, match="lower neither"):
+        widen(small_model.state_dict(), small_model.config, 32, m=8)
     grouped = dataclasses.replace(small_model.config, context="checkerboard", context_groups=2)
     with pytest.raises(ValueError, match="groups"):
         widen(DMENet(grouped).state_dict(), grouped, 32)

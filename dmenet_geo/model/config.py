@@ -32,7 +32,10 @@ class ConfigError(ValueError):
 class DMENetConfig:
     """What a DMENet instance is made of.
 
-    ``n`` is the channel width N of Tables 1-2 (the paper uses 256). ``lambdas`` holds one
+    ``n`` is the channel width N of Tables 1-2 (the paper uses 256). ``m``, beyond the paper, is the
+    number of latent channels (of ``y``; the paper ties it to N, and ``None`` keeps it so): at
+    1/16 of the resolution, ``m`` values stand for the 768 of a 16x16 RGB block, which caps the
+    quality the transforms can reach (``pipelines/ceiling.py --klt``). ``lambdas`` holds one
     rate-distortion trade-off per operating point: quality ``q`` in ``[1, len(lambdas)]`` selects
     (and between integers interpolates) the gain vectors trained at those lambdas. A single lambda
     gives a fixed-rate model. ``use_mdei``, ``use_sdpm`` and ``use_lsm`` are the ablation switches.
@@ -42,6 +45,7 @@ class DMENetConfig:
     """
 
     n: int = 64
+    m: int | None = None
     use_mdei: bool = True
     use_sdpm: bool = True
     use_lsm: bool = True
@@ -53,6 +57,8 @@ class DMENetConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 8 or self.n % 4:
             raise ConfigError(f"n must be an integer >= 8 divisible by 4, got {self.n!r}")
+        if self.m is not None and (not isinstance(self.m, int) or isinstance(self.m, bool) or self.m < 8):
+            raise ConfigError(f"m must be an integer >= 8 (or None: m = n), got {self.m!r}")
         try:
             lambdas = tuple(float(v) for v in self.lambdas)
         except (TypeError, ValueError):
@@ -73,13 +79,21 @@ class DMENetConfig:
         if self.context not in CONTEXTS:
             raise ConfigError(f"context must be one of {', '.join(CONTEXTS)}, got {self.context!r}")
         groups = self.context_groups
-        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1 or self.n % groups:
-            raise ConfigError(f"context_groups must be a positive divisor of n = {self.n}, got {groups!r}")
+        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1 or self.latent % groups:
+            raise ConfigError(
+                f"context_groups must be a positive divisor of the {self.latent} latent channels, "
+                f"got {groups!r}"
+            )
         if groups > 1 and self.context == "none":
             raise ConfigError("context_groups > 1 needs context 'checkerboard'")
         for name in ("use_mdei", "use_sdpm", "use_lsm"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a boolean")
+
+    @property
+    def latent(self) -> int:
+        """The number of latent channels: ``m``, or ``n`` when ``m`` is not set."""
+        return self.n if self.m is None else self.m
 
     @property
     def levels(self) -> int:
@@ -107,6 +121,8 @@ class DMENetConfig:
         data["lambdas"] = list(self.lambdas)
         if self.context == "none":  # configs without a context read and write as before
             del data["context"], data["context_groups"]
+        if self.m is None:  # nor do those whose latent is N channels wide
+            del data["m"]
         return {"id": CONFIG_ID, **data}
 
     def to_json(self) -> str:
@@ -117,7 +133,7 @@ class DMENetConfig:
         data = dict(data)
         if data.pop("id", None) != CONFIG_ID:
             raise ConfigError(f"not a DMENet model config (id must be {CONFIG_ID!r})")
-        unknown = set(data) - {"n", "use_mdei", "use_sdpm", "use_lsm", "lambdas", "psi", "context",
+        unknown = set(data) - {"n", "m", "use_mdei", "use_sdpm", "use_lsm", "lambdas", "psi", "context",
                                  "context_groups"}
         if unknown:
             raise ConfigError(f"unknown config keys: {sorted(unknown)}")

@@ -81,20 +81,20 @@ class DMENet(CompressionModel):
     def __init__(self, config: DMENetConfig | None = None) -> None:
         super().__init__()
         self.config = config or DMENetConfig()
-        n = self.config.n
+        n, m = self.config.n, self.config.latent
         q, h, t = n // 4, n // 2, 3 * n // 4
         sdpm_enc: nn.Module = SDPM(h) if self.config.use_sdpm else nn.Identity()
         sdpm_dec: nn.Module = SDPM(h) if self.config.use_sdpm else nn.Identity()
-        self.g_a = nn.Sequential(CBlock(3, q, 7), CBlock(q, h, 3), sdpm_enc, CBlock(h, t, 3), CBlock(t, n, 3))
-        self.g_s = nn.Sequential(RBlock(n, t), RBlock(t, h), sdpm_dec, RBlock(h, q), RBlock(q, 3))
-        self.h_a = hyper_encoder(n)
-        self.entropy_parameters = EntropyParameters(n, self.config.use_lsm)
+        self.g_a = nn.Sequential(CBlock(3, q, 7), CBlock(q, h, 3), sdpm_enc, CBlock(h, t, 3), CBlock(t, m, 3))
+        self.g_s = nn.Sequential(RBlock(m, t), RBlock(t, h), sdpm_dec, RBlock(h, q), RBlock(q, 3))
+        self.h_a = hyper_encoder(n, m)
+        self.entropy_parameters = EntropyParameters(n, self.config.use_lsm, m)
         with_context = self.config.context == "checkerboard"
-        self.context = CheckerboardContext(n, self.config.context_groups) if with_context else None
+        self.context = CheckerboardContext(m, self.config.context_groups) if with_context else None
         self.entropy_bottleneck = EntropyBottleneck(n)
         self.gaussian_conditional = GaussianConditional(None)
         # Gain units, stored as log-gains; initial spread follows sqrt(lambda) (step ~ 1/gain).
-        init = initial_log_gains(self.config.lambdas, n)
+        init = initial_log_gains(self.config.lambdas, m)
         self.log_gain = nn.Parameter(init.clone())
         self.log_inv_gain = nn.Parameter(-init.clone())
         self.log_hyper_gain = nn.Parameter(torch.zeros(self.config.levels, n))

@@ -24,12 +24,12 @@ ARCH = "mbt2018-mean"
 
 
 class GainMeanScaleHyperprior(MeanScaleHyperprior):  # type: ignore[misc]
-    """mbt2018-mean with N = M = ``config.n`` and gain units over ``config.lambdas``."""
+    """mbt2018-mean with N = ``config.n``, M = ``config.latent`` and gain units over ``config.lambdas``."""
 
     def __init__(self, config: DMENetConfig) -> None:
-        super().__init__(N=config.n, M=config.n)
+        super().__init__(N=config.n, M=config.latent)
         self.config = config
-        init = initial_log_gains(config.lambdas, config.n)
+        init = initial_log_gains(config.lambdas, config.latent)
         self.log_gain = nn.Parameter(init.clone())
         self.log_inv_gain = nn.Parameter(-init.clone())
         self.log_hyper_gain = nn.Parameter(torch.zeros(config.levels, config.n))

@@ -146,8 +146,8 @@ def evaluate_dmenet(
     if refine:
         rate_source += f"; latents refined for {refine} steps per tile"
     log(
-        f"{label}: model {model} (N={net.config.n}, {net.config.levels} levels) loaded in "
-        f"{time.perf_counter() - t0:.1f} s; rate from {rate_source}",
+        f"{label}: model {model} (N={net.config.n}, M={net.config.latent}, {net.config.levels} levels) "
+        f"loaded in {time.perf_counter() - t0:.1f} s; rate from {rate_source}",
         progress,
     )
 
