@@ -14,10 +14,10 @@ from dmenet_geo.model.layers import LSM
 __all__ = ["hyper_encoder", "hyper_decoder", "EntropyParameters"]
 
 
-def hyper_encoder(n: int, latent: int | None = None) -> nn.Sequential:
-    """``y`` (``latent`` channels, default n) to ``z`` (n channels) at a quarter of its resolution."""
+def hyper_encoder(n: int, latent: int) -> nn.Sequential:
+    """``y`` (``latent`` channels) to ``z`` (n channels) at a quarter of its resolution."""
     return nn.Sequential(
-        nn.Conv2d(n if latent is None else latent, n, 3, padding=1),
+        nn.Conv2d(latent, n, 3, padding=1),
         nn.ReLU(inplace=True),
         nn.Conv2d(n, n, 3, stride=2, padding=1),
         nn.ReLU(inplace=True),
@@ -39,13 +39,12 @@ def hyper_decoder(n: int) -> nn.Sequential:
 
 class EntropyParameters(nn.Module):
     """Hyper decoder followed by LSM, or by a 1x1 head when LSM is switched off; the parameters are
-    for ``latent`` channels (default n)."""
+    for ``latent`` channels."""
 
-    def __init__(self, n: int, use_lsm: bool, latent: int | None = None) -> None:
+    def __init__(self, n: int, use_lsm: bool, latent: int) -> None:
         super().__init__()
-        out = 2 * (n if latent is None else latent)
         self.h_s = hyper_decoder(n)
-        self.head: nn.Module = LSM(n, out) if use_lsm else nn.Conv2d(n, out, 1)
+        self.head: nn.Module = LSM(n, 2 * latent) if use_lsm else nn.Conv2d(n, 2 * latent, 1)
 
     def forward(self, z_hat: Tensor) -> Tensor:
         """The raw parameters, (B, 2 * latent, H, W): scales then means."""
