@@ -8,7 +8,8 @@ one strip) as a tiled (512x512), deflate-compressed GeoTIFF in EPSG:32610 (UTM 1
 0.5 m pixels, and cached under ``bench_cache/`` (git-ignored). Without the shared data the mosaic
 falls back to the repository's real ``sample_tiles/*.png``.
 
-For every size and codec, each measurement runs in a fresh Python process (separate peak RSS):
+For every size and codec, each measurement runs in a fresh Python process (separate peak RSS;
+``pipelines/bench/measure.py``; the mosaic is built by ``pipelines/bench/mosaic.py``):
 
 * compress: ``dmenet_geo.compress_geotiff(..., codec=...)`` GeoTIFF -> Zarr v3 store (same chunking,
   blocks of ``--chunks-per-task`` chunks, Dask threads, overviews included, no PSNR sampling); the
@@ -49,327 +50,23 @@ import math
 import os
 import platform
 import shutil
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+if __package__ in (None, ""):  # run as a script: make the ``pipelines.bench`` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+from pipelines.bench.measure import run_measure  # noqa: E402
+from pipelines.bench.mosaic import REPO, build_mosaic, mosaic_path, source_images  # noqa: E402
+
 DEFAULT_CACHE = REPO / "bench_cache"
-MOSAIC_VERSION = 1
-TILE = 400  # RSSCN7 tiles are 400x400
-STRIP = 512  # rows per windowed write (= the GeoTIFF's block height)
 FULL_SIZE = 17408
 DEFAULT_SIZES = (2048, 4096, 8192)
 QUICK_SIZE = 1024
-CRS = "EPSG:32610"  # WGS 84 / UTM zone 10N
-ORIGIN = (548_000.0, 4_186_000.0)  # upper-left corner, San Francisco
-PIXEL = 0.5  # metres
-RESULT_TAG = "BENCH_RESULT "
 CODECS = ("dmenet", "jpeg2k")
 
 
-# ------------------------------------------------------------------------------------- mosaic
-def source_images(data: Path | None) -> tuple[list[Path], str]:
-    """The real images the mosaic is made of (sorted), and a one-line citation."""
-    roots = [data] if data else [SHARED_DATA / "train" / "rsscn7", SHARED_DATA / "val" / "rsscn7"]
-    files = sorted(p for root in roots if root.exists() for p in root.rglob("*.jpg"))
-    if files:
-        return files, "RSSCN7 (Zou et al. 2015), Google Earth imagery, 400x400 RGB tiles; research use"
-    files = sorted((REPO / "sample_tiles").glob("*.png"))
-    if not files:
-        raise SystemExit("no real imagery found (neither /work/shared/data nor sample_tiles/)")
-    return files, "dmenet_geo sample_tiles/*.png (real tiles, see sample_tiles/README)"
-
-
-def _load_tile(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        rgb = im.convert("RGB")
-        if rgb.size != (TILE, TILE):  # sample tiles are 256x256: fit them to the mosaic cell
-            rgb = rgb.resize((TILE, TILE), Image.Resampling.BICUBIC)
-        return np.asarray(rgb)
-
-
-def _cell(files: list[Path], ti: int, tj: int, cache: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
-    """The (TILE, TILE, 3) content of mosaic cell (ti, tj): a fixed choice of image and of one of the 8
-    flips/rotations, independent of the mosaic size."""
-    if (ti, tj) not in cache:
-        rng = np.random.default_rng([MOSAIC_VERSION, ti, tj])
-        idx, op = int(rng.integers(len(files))), int(rng.integers(8))
-        img = np.rot90(_load_tile(files[idx]), op % 4)
-        cache[(ti, tj)] = np.ascontiguousarray(img[:, ::-1] if op >= 4 else img)
-    return cache[(ti, tj)]
-
-
-def mosaic_path(cache_dir: Path, size: int, tag: str) -> Path:
-    return cache_dir / f"mosaic-{tag}-v{MOSAIC_VERSION}-{size}.tif"
-
-
-def build_mosaic(path: Path, size: int, files: list[Path], citation: str) -> dict[str, Any]:
-    """Write the size x size x 3 uint8 mosaic (cached: an existing file is reused)."""
-    import rasterio
-    from rasterio.transform import from_origin
-    from rasterio.windows import Window
-
-    info: dict[str, Any] = {"path": str(path), "size": size, "sources": citation, "images": len(files),
-                            "crs": CRS, "pixel_m": PIXEL, "cached": path.exists()}
-    if path.exists():
-        info["bytes"] = path.stat().st_size
-        info["build_s"] = 0.0
-        return info
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    profile = {
-        "driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": "uint8",
-        "crs": CRS, "transform": from_origin(ORIGIN[0], ORIGIN[1], PIXEL, PIXEL),
-        "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "deflate", "predictor": 2,
-        "interleave": "pixel", "photometric": "RGB", "BIGTIFF": "IF_SAFER",
-    }
-    t0 = time.perf_counter()
-    cells: dict[tuple[int, int], np.ndarray] = {}
-    try:
-        env = rasterio.Env(GDAL_CACHEMAX=64, GDAL_NUM_THREADS="ALL_CPUS")
-        with env, rasterio.open(tmp, "w", **profile) as dst:
-            dst.update_tags(SOURCE=citation, MOSAIC=f"dmenet_geo benchmark mosaic v{MOSAIC_VERSION}")
-            ncells = math.ceil(size / TILE)
-            for r0 in range(0, size, STRIP):
-                h = min(STRIP, size - r0)
-                strip = np.empty((h, size, 3), dtype=np.uint8)
-                for ti in range(r0 // TILE, (r0 + h - 1) // TILE + 1):
-                    a, b = max(r0, ti * TILE), min(r0 + h, (ti + 1) * TILE)
-                    for tj in range(ncells):
-                        c0, c1 = tj * TILE, min(size, (tj + 1) * TILE)
-                        cell = _cell(files, ti, tj, cells)
-                        strip[a - r0 : b - r0, c0:c1] = cell[a - ti * TILE : b - ti * TILE, : c1 - c0]
-                dst.write(strip.transpose(2, 0, 1), window=Window(0, r0, size, h))
-                for key in [k for k in cells if (k[0] + 1) * TILE <= r0 + h]:  # cells above the next strip
-                    del cells[key]
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    info["bytes"] = path.stat().st_size
-    info["build_s"] = round(time.perf_counter() - t0, 2)
-    return info
-
-
-# ----------------------------------------------------------------------- measuring processes
-class _RssSampler:
-    """Peak RSS of this process while a block runs (sampled every 20 ms), next to ru_maxrss."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self.proc = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            self._stop.wait(0.02)
-
-    def __enter__(self) -> _RssSampler:
-        self.base = self.proc.memory_info().rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-
-
-def _mb(n: float) -> float:
-    return round(n / 2**20, 1)
-
-
-def _setup(opts: dict[str, Any]) -> dict[str, Any]:
-    """Thread and device settings of a measuring process; loads and warms the model (timed)."""
-    import dask.array  # noqa: F401  - imports are not part of any measured time
-    import rioxarray  # noqa: F401
-    import xarray  # noqa: F401
-
-    import dmenet_geo.geo  # noqa: F401
-    from dmenet_geo.codec import register_codecs
-
-    register_codecs()
-    info: dict[str, Any] = {"workers": opts["workers"]}
-    if opts["codec"] != "dmenet":
-        from dmenet_geo.codec import Jpeg2kCodec
-
-        Jpeg2kCodec(level=40).encode(np.zeros((3, 64, 64), dtype=np.uint8))  # loads the library
-        return info
-    import torch
-
-    from dmenet_geo.codec import DMENetCodec, set_runtime
-
-    threads = opts.get("torch_threads") or max(1, (os.cpu_count() or 1) // max(1, opts["workers"]))
-    torch.set_num_threads(threads)
-    rt = set_runtime(device=opts.get("device"), batch_size=opts.get("batch_size"))
-    device = rt.resolved_device()
-    info.update({"torch_threads": torch.get_num_threads(), "device": device, "batch_size": rt.batch_size})
-    if device.startswith("cuda"):
-        info["cuda_device"] = torch.cuda.get_device_name(torch.device(device))
-    t0 = time.perf_counter()
-    codec = DMENetCodec(quality=opts["quality"])
-    codec.decode(codec.encode(np.zeros((3, 64, 64), dtype=np.uint8)))  # load weights, build float64 copies
-    info["model_load_s"] = round(time.perf_counter() - t0, 3)
-    return info
-
-
-def _measure_compress(opts: dict[str, Any]) -> dict[str, Any]:
-    import dmenet_geo
-
-    info = _setup(opts)
-    with _RssSampler() as rss:
-        t0 = time.perf_counter()
-        summary = dmenet_geo.compress_geotiff(
-            opts["src"], opts["store"], quality=opts["quality"], progress=False, overview=True,
-            chunk=opts["chunk"], chunks_per_task=opts["chunks_per_task"], num_workers=opts["workers"],
-            codec=opts["codec"], jpeg2k_level=opts["jpeg2k_level"], psnr_samples=opts["psnr_samples"],
-        )
-        seconds = time.perf_counter() - t0
-    s = summary.to_dict()
-    return {**info, "seconds": round(seconds, 3), "chunks": s["chunks_written"],
-            "chunks_per_s": round(s["chunks_written"] / seconds, 2), "ratio": s["ratio"], "bpp": s["bpp"],
-            "bytes_in": s["bytes_in"], "bytes_out": s["bytes_out"], "store_bytes": s["store_bytes"],
-            "base_rss_mb": _mb(rss.base), "peak_rss_mb": _peak_mb(rss)}
-
-
-def _peak_mb(rss: _RssSampler) -> float:
-    """Peak RSS of this process: the kernel's high-water mark (VmHWM, exact; unlike ru_maxrss it is
-    not inherited from the parent across fork/exec), or the sampled peak where there is none."""
-    hwm = 0
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                hwm = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return _mb(max(rss.peak, hwm))
-
-
-def _measure_decode(opts: dict[str, Any]) -> dict[str, Any]:
-    import zarr
-
-    import dmenet_geo
-
-    info = _setup(opts)
-    k = max(1, int(opts["read_chunks"]))
-    block = k * opts["chunk"]
-    # zarr reads the batch size when the array is opened: k x k chunks per Dask block reach the codec
-    # (and the model) as one batch
-    with _RssSampler() as rss, zarr.config.set({"codec_pipeline.batch_size": k * k}):
-        t0 = time.perf_counter()
-        ds = dmenet_geo.open_dataset(opts["store"], chunks="native" if k == 1 else {"y": block, "x": block})
-        image = ds["image"].data
-        open_s = time.perf_counter() - t0
-
-        def reduce_block(b: np.ndarray) -> np.ndarray:  # one number per block: nothing big is kept
-            return np.full((1, 1, 1), float(b.sum(dtype=np.float64)))
-
-        sums = image.map_blocks(reduce_block, chunks=(1, 1, 1), dtype=np.float64)
-        t1 = time.perf_counter()
-        total = sums.compute(scheduler="threads", num_workers=opts["workers"])
-        decode_s = time.perf_counter() - t1
-        seconds = time.perf_counter() - t0
-    chunks = math.ceil(image.shape[1] / opts["chunk"]) * math.ceil(image.shape[2] / opts["chunk"])
-    out = {**info, "seconds": round(seconds, 3), "open_s": round(open_s, 3), "decode_s": round(decode_s, 3),
-           "chunks": chunks, "chunks_per_s": round(chunks / seconds, 2), "read_chunks": k,
-           "mean_value": round(float(total.sum()) / float(np.prod(image.shape)), 4),
-           "base_rss_mb": _mb(rss.base), "peak_rss_mb": _peak_mb(rss)}
-    out["quality"] = _quality(opts)  # after the measured step (its peak is already recorded)
-    return out
-
-
-def window_offset(size: int, window: int, chunk: int) -> tuple[int, int]:
-    """A window position straddling the chunk grid (not chunk-aligned), inside the scene."""
-    off = max(0, min(size - window, (size - window) // 2 // chunk * chunk + chunk // 2))
-    return off, off
-
-
-def _measure_window(opts: dict[str, Any]) -> dict[str, Any]:
-    import dask
-
-    import dmenet_geo
-
-    info = _setup(opts)
-    size, win, chunk = opts["size"], opts["window"], opts["chunk"]
-    r, c = window_offset(size, win, chunk)
-    with _RssSampler() as rss, dask.config.set(scheduler="threads", num_workers=opts["workers"]):
-        t0 = time.perf_counter()
-        ds = dmenet_geo.open_dataset(opts["store"])  # fresh lazy open: nothing cached
-        values = ds["image"].isel(y=slice(r, r + win), x=slice(c, c + win)).values
-        seconds = time.perf_counter() - t0
-    chunks = (((r + win - 1) // chunk - r // chunk + 1) * ((c + win - 1) // chunk - c // chunk + 1))
-    return {**info, "seconds": round(seconds, 3), "row": r, "col": c, "shape": list(values.shape),
-            "chunks": chunks, "base_rss_mb": _mb(rss.base), "peak_rss_mb": _peak_mb(rss)}
-
-
-def _measure_host(opts: dict[str, Any]) -> dict[str, Any]:
-    import torch
-
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "torch_threads_default": torch.get_num_threads(),
-            "cuda": torch.cuda.is_available(),
-            "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
-def _quality(opts: dict[str, Any]) -> dict[str, Any]:
-    """PSNR on ``psnr_chunks`` chunks spread over the scene, decoded through zarr, against the GeoTIFF."""
-    import rasterio
-    import zarr
-    from rasterio.windows import Window
-
-    image = zarr.open_array(opts["store"], path="image", mode="r")
-    chunk, size = opts["chunk"], opts["size"]
-    n = math.ceil(size / chunk)
-    picks = np.unique(np.linspace(0, n * n - 1, num=min(opts["psnr_chunks"], n * n)).round().astype(int))
-    psnrs, sq, count = [], 0.0, 0
-    with rasterio.open(opts["src"]) as src:
-        for p in picks:
-            i, j = divmod(int(p), n)
-            r, c = i * chunk, j * chunk
-            h, w = min(chunk, size - r), min(chunk, size - c)
-            ref = src.read(window=Window(c, r, w, h)).astype(np.float64)
-            got = np.asarray(image[:, r : r + h, c : c + w]).astype(np.float64)
-            err = float(((ref - got) ** 2).sum())
-            sq += err
-            count += ref.size
-            mse = err / ref.size
-            psnrs.append(math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse))
-    mse = sq / count
-    finite = [p for p in psnrs if math.isfinite(p)]
-    return {"chunks": len(picks), "psnr_db": None if mse == 0 else round(10 * math.log10(255.0**2 / mse), 3),
-            "psnr_chunk_mean_db": round(sum(finite) / len(finite), 3) if finite else None,
-            "psnr_chunk_min_db": round(min(finite), 3) if finite else None}
-
-
-MEASURES = {"host": _measure_host, "compress": _measure_compress, "decode": _measure_decode,
-            "window": _measure_window}
-
-
-def run_measure(kind: str, opts: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
-    """One measurement in a fresh process; its result is the last ``BENCH_RESULT`` line."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_measure", kind, json.dumps(opts)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{kind} ({opts.get('codec')}, {opts.get('size')}) failed with exit status "
-                           f"{proc.returncode}:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len(RESULT_TAG):])
-
-
-# ----------------------------------------------------------------------------------- driver
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if not a or not b else round(a / b, 2)
 
@@ -480,7 +177,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="mosaics and stores (git-ignored)")
     p.add_argument("--keep-stores", action="store_true", help="keep the Zarr stores under the cache dir")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the results as JSON")
-    p.add_argument("--_measure", nargs=2, metavar=("KIND", "OPTS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.sizes:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -504,11 +200,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args._measure:
-        kind, opts = args._measure
-        result = MEASURES[kind](json.loads(opts))
-        print(RESULT_TAG + json.dumps(result), flush=True)
-        return 0
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -519,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "dmenet_geo issue 6: DMENet vs JPEG 2000, GeoTIFF -> Zarr v3 -> Dask",
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "host": run_measure("host", {}),  # the driver itself stays light (children inherit its peak RSS)
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                     if k != "_measure"},
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "mosaics": [], "runs": [],
     }
     work = args.cache_dir / f"work-{os.getpid()}"
