@@ -20,30 +20,28 @@ run's ``--steps`` (else ``--hours``); a resume carries the cosine on where it st
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
-import json
 import math
-import os
 import random
-import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from dmenet_geo.model.config import CONTEXTS, DMENetConfig
-from dmenet_geo.model.dmenet import DMENet
-from dmenet_geo.model.losses import RateDistortionLoss
-from dmenet_geo.model.metrics import psnr
-from dmenet_geo.model.training import (
-    CropDataset,
-    Optimisers,
-    cosine_lr,
-    list_images,
-    retarget_gains,
-    train_step,
+if __package__ in (None, ""):  # run as a script: make the ``pipelines.trainer`` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dmenet_geo.model.config import CONTEXTS, DMENetConfig  # noqa: E402
+from dmenet_geo.model.training import CropDataset, cosine_lr, list_images, train_step  # noqa: E402
+from pipelines.trainer.persist import RunSettings, save_run  # noqa: E402
+from pipelines.trainer.runtime import StopOnSignal  # noqa: E402
+from pipelines.trainer.start import start_run  # noqa: E402
+from pipelines.trainer.validation import (  # noqa: E402
+    validate,
+    validation_crops,
+    validation_levels,
+    validation_loss,
 )
 
 
@@ -136,15 +134,6 @@ def _int_pair(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def build_model(arch: str, config: DMENetConfig) -> DMENet:
-    """DMENet, or the learned baseline (same call signature) for ``arch="mbt2018-mean"``."""
-    if arch == "dmenet":
-        return DMENet(config)
-    from pipelines.rd.gain_mbt import GainMeanScaleHyperprior
-
-    return GainMeanScaleHyperprior(config)  # type: ignore[return-value]
-
-
 def warmup_weights(n: int, first: int, steps: int, done: int) -> torch.Tensor:
     """Rate weights of ``n`` latent channels: 1, except channels ``first``.. at ``done / steps``."""
     if not 0 < first < n or steps <= 0:
@@ -155,27 +144,17 @@ def warmup_weights(n: int, first: int, steps: int, done: int) -> torch.Tensor:
     return weights
 
 
-def atomic_save(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def validate(
-    model: DMENet, crops: torch.Tensor, levels: list[float], device: torch.device
-) -> dict[str, float]:
-    """Estimated bpp and PSNR (rounded latents) at a few qualities."""
-    model.eval()
-    out: dict[str, float] = {}
-    with torch.no_grad():
-        for q in levels:
-            res = model(crops.to(device), q)
-            b, _, h, w = crops.shape
-            bits = -(res.likelihoods_y.log().sum() + res.likelihoods_z.log().sum()) / math.log(2)
-            out[f"bpp@{q:g}"] = float(bits) / (b * h * w)
-            out[f"psnr@{q:g}"] = psnr(res.x_hat.clamp(0, 1).cpu(), crops, data_range=1.0)
-    model.train()
-    return out
+def cosine_plan(args: argparse.Namespace, saved: dict[str, Any] | None, step: int) -> dict[str, Any] | None:
+    """The cosine schedule of this run (``None`` for the plateau halving): the checkpoint's, carried
+    on, unless ``--reset-lr``; else one from ``--lr`` to ``--min-lr`` over ``--steps`` or ``--hours``."""
+    if args.schedule != "cosine":
+        return None
+    if saved is not None and not args.reset_lr:
+        return dict(saved)
+    if args.steps and args.steps <= step:
+        raise SystemExit(f"--steps {args.steps} is not beyond the starting step {step}")
+    unit, span = ("step", args.steps - step) if args.steps else ("s", args.hours * 3600)
+    return {"lr": args.lr, "min_lr": args.min_lr, "unit": unit, "span": span, "done": 0.0}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,160 +167,41 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    retarget_from: tuple[float, ...] | None = None
-    checkpoint = torch.load(args.resume, map_location="cpu", weights_only=True) if args.resume else None
-    if checkpoint is not None:
-        config = DMENetConfig.from_json(checkpoint["config"])
-    elif args.init_weights is not None:
-        meta = json.loads(args.init_weights.with_suffix(".json").read_text())
-        config = DMENetConfig.from_dict(meta["config"])
-        if args.lambdas and args.lambdas != config.lambdas:
-            retarget_from = config.lambdas
-            config = dataclasses.replace(config, lambdas=args.lambdas)
-        if args.context is not None:
-            config = dataclasses.replace(config, context=args.context)
-    else:
-        lambdas = (args.lmbda,) if args.lmbda else args.lambdas or DMENetConfig().lambdas
-        config = DMENetConfig(
-            n=args.n,
-            m=args.m,
-            use_mdei=not args.no_mdei,
-            use_sdpm=not args.no_sdpm,
-            use_lsm=not args.no_lsm,
-            lambdas=lambdas,
-            context=args.context or "none",
-        )
-    arch = checkpoint.get("arch", "dmenet") if checkpoint is not None else args.arch
-    if arch != "dmenet":
-        config = dataclasses.replace(config, use_mdei=False, use_sdpm=False, use_lsm=False, context="none")
-    model = build_model(arch, config).to(device)
-    try:
-        criterion = RateDistortionLoss(config, balance=args.quality_balance).to(device)
-    except ValueError as err:
-        raise SystemExit(f"--quality-balance: {err}") from None
-    opt = Optimisers.build(model, args.lr, args.aux_lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt.main, factor=0.5, patience=4, min_lr=args.min_lr)
-    step, elapsed_before = 0, 0.0
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        opt.main.load_state_dict(checkpoint["opt_main"])
-        opt.aux.load_state_dict(checkpoint["opt_aux"])
-        sched.load_state_dict(checkpoint["scheduler"])
-        step, elapsed_before = int(checkpoint["step"]), float(checkpoint["elapsed_s"])
-        if args.reset_lr:
-            for group in opt.main.param_groups:
-                group["lr"] = args.lr
+    run = start_run(args, device)
+    model, config, opt, step = run.model, run.config, run.opt, run.step
+    if run.resumed:  # a resume draws new crops, not the first run's again
         rng.seed(args.seed + step)
         torch.manual_seed(args.seed + step)
-    elif args.init_weights is not None:
-        state = torch.load(args.init_weights, map_location="cpu", weights_only=True)
-        if retarget_from is not None:
-            state = retarget_gains(state, retarget_from, config.lambdas)
-            print(f"gain tables re-targeted from lambdas {retarget_from} to {config.lambdas}", flush=True)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        fresh = [k for k in missing if not k.startswith("context.")]
-        if fresh or unexpected:
-            raise SystemExit(
-                f"{args.init_weights} does not fit the model: missing {fresh}, unexpected {unexpected}"
-            )
-        step, elapsed_before = int(meta.get("steps", 0)), float(meta.get("train_hours", 0)) * 3600
-    model.to(device)
-    lineage = dict(checkpoint.get("lineage", {})) if checkpoint is not None else {}
-    if checkpoint is None and args.init_weights is not None:
-        lineage = {"init_weights": str(args.init_weights), "init_step": step,
-                   "init_sha256": hashlib.sha256(args.init_weights.read_bytes()).hexdigest(),
-                   **{k: v for k, v in meta.items() if k.startswith("widen")}}
-
     train_set = CropDataset(list_images(args.train), args.crop, args.downscale)
-    val_crops = None
-    if args.val:
-        vfiles = list_images(args.val)
-        vfiles = [
-            vfiles[i]
-            for i in sorted(random.Random(1).sample(range(len(vfiles)), min(args.val_images, len(vfiles))))
-        ]
-        vset = CropDataset(vfiles, 256, 0.0)
-        val_crops = torch.stack(
-            [torch.from_numpy(img[:256, :256].copy()).permute(2, 0, 1).float() / 255 for img in vset.images]
-        )
-    levels = [1.0, float((config.levels + 1) // 2), float(config.levels)] if config.levels > 1 else [1.0]
+    val_crops = validation_crops(args.val, args.val_images) if args.val else None
+    levels = validation_levels(config)
     print(
         f"device={device} threads={torch.get_num_threads()} config={config.to_json()} "
         f"train_images={len(train_set)} start_step={step}",
         flush=True,
     )
-
-    def save() -> None:
-        elapsed = elapsed_before + time.time() - start
-        atomic_save(
-            {
-                "model": model.state_dict(),
-                "opt_main": opt.main.state_dict(),
-                "opt_aux": opt.aux.state_dict(),
-                "scheduler": sched.state_dict(),
-                "step": step,
-                "elapsed_s": elapsed,
-                "config": config.to_json(),
-                "arch": arch,
-                "lineage": lineage,
-                **({"cosine": {**cosine, "done": cosine_done()}} if cosine is not None else {}),
-            },
-            args.out / "checkpoint.pt",
-        )
-        export = build_model(arch, config)
-        export.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()}, strict=False)
-        export.update(force=True)
-        atomic_save(
-            {k: v.float() if v.is_floating_point() else v for k, v in export.state_dict().items()},
-            args.out / "weights.pt",
-        )
-        meta = {
-            "arch": arch,
-            "config": config.to_dict(),
-            "steps": step,
-            "train_hours": round(elapsed / 3600, 3),
-            "device": str(device),
-            "batch": args.batch,
-            "crop": args.crop,
-            "lr": args.lr,
-            "schedule": args.schedule,
-            "quality_balance": args.quality_balance,
-            "train": [str(p) for p in args.train],
-            "seed": args.seed,
-            **lineage,
-        }
-        (args.out / "weights.json").write_text(json.dumps(meta, indent=2))
-        print(f"checkpoint step={step} elapsed_h={elapsed / 3600:.2f}", flush=True)
-
-    stop = {"requested": False}
-
-    def request_stop(signum: int, frame: object) -> None:
-        stop["requested"] = True
-        print(f"signal {signum}: saving a checkpoint and stopping", flush=True)
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    budget = args.hours * 3600
-    cosine = None
-    if args.schedule == "cosine":
-        saved = checkpoint.get("cosine") if checkpoint is not None and not args.reset_lr else None
-        if saved is not None:
-            cosine = dict(saved)
-        elif args.steps and args.steps <= step:
-            raise SystemExit(f"--steps {args.steps} is not beyond the starting step {step}")
-        else:
-            unit, span = ("step", args.steps - step) if args.steps else ("s", budget)
-            cosine = {"lr": args.lr, "min_lr": args.min_lr, "unit": unit, "span": span, "done": 0.0}
-    start = time.time()
+    settings = RunSettings(device=str(device), batch=args.batch, crop=args.crop, lr=args.lr,
+                           schedule=args.schedule, quality_balance=args.quality_balance,
+                           train=[str(p) for p in args.train], seed=args.seed)
+    cosine = cosine_plan(args, run.saved_cosine, step)
+    start = last_ckpt = time.time()
     start_step = step
-    last_ckpt = start
 
     def cosine_done() -> float:  # progress along the cosine, in its unit, including earlier runs
         assert cosine is not None
-        return cosine["done"] + (step - start_step if cosine["unit"] == "step" else time.time() - start)
+        ran = step - start_step if cosine["unit"] == "step" else time.time() - start
+        return float(cosine["done"] + ran)
+
+    def save() -> None:
+        elapsed = run.elapsed_before + time.time() - start
+        save_run(args.out, run, step, elapsed, settings,
+                 {**cosine, "done": cosine_done()} if cosine is not None else None)
+        print(f"checkpoint step={step} elapsed_h={elapsed / 3600:.2f}", flush=True)
+
     acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
-    try:
-        max_steps = args.steps or math.inf
-        while time.time() - start < budget and not stop["requested"] and step < max_steps:
+    max_steps = args.steps or math.inf
+    with StopOnSignal() as stop:
+        while time.time() - start < args.hours * 3600 and not stop.requested and step < max_steps:
             if cosine is not None:
                 lr = cosine_lr(cosine["lr"], cosine["min_lr"], cosine_done() / max(cosine["span"], 1e-9))
                 for group in opt.main.param_groups:
@@ -350,9 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             q = torch.tensor([float(rng.randint(1, config.levels)) for _ in range(args.batch)])
             if args.rate_warmup is not None:
                 first, ramp = args.rate_warmup
-                done = step - int(lineage.get("init_step", 0))  # counted from the initial weights
-                criterion.rate_weights = warmup_weights(config.latent, first, ramp, done)
-            terms = train_step(model, criterion, opt, x, q, args.clip)
+                done = step - int(run.lineage.get("init_step", 0))  # counted from the initial weights
+                run.criterion.rate_weights = warmup_weights(config.latent, first, ramp, done)
+            terms = train_step(model, run.criterion, opt, x, q, args.clip)
             step += 1
             acc["loss"] += float(terms.loss)
             acc["bpp"] += float(terms.bpp)
@@ -370,19 +230,12 @@ def main(argv: list[str] | None = None) -> int:
                 acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
             if val_crops is not None and step % args.val_every == 0:
                 stats = validate(model, val_crops, levels, device)
-                val_loss = sum(
-                    stats[f"bpp@{q:g}"] + config.lambda_for(q) * 255**2 * 10 ** (-stats[f"psnr@{q:g}"] / 10)
-                    for q in levels
-                )
                 if cosine is None:
-                    sched.step(val_loss)
+                    run.sched.step(validation_loss(stats, config, levels))
                 print("val " + " ".join(f"{k}={v:.3f}" for k, v in stats.items()), flush=True)
             if time.time() - last_ckpt > args.checkpoint_minutes * 60:
                 save()
                 last_ckpt = time.time()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     save()
     return 0
 

@@ -23,18 +23,20 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import random
-import signal
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from dmenet_geo.model.config import DMENetConfig
-from dmenet_geo.model.dmenet import DMENet
-from dmenet_geo.model.training import CropDataset, cosine_lr, list_images
+if __package__ in (None, ""):  # run as a script: make the ``pipelines.trainer`` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dmenet_geo.model.config import DMENetConfig  # noqa: E402
+from dmenet_geo.model.dmenet import DMENet  # noqa: E402
+from dmenet_geo.model.training import CropDataset, cosine_lr, list_images  # noqa: E402
+from pipelines.trainer.runtime import StopOnSignal, atomic_save, fp32_state  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -114,16 +116,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def save() -> None:
         elapsed = elapsed_before + time.time() - start
-        tmp = ckpt_path.with_name("checkpoint.pt.tmp")
-        torch.save({"context": context.state_dict(), "opt": opt.state_dict(), "step": step,
-                    "elapsed_s": elapsed, "groups": args.groups}, tmp)
-        os.replace(tmp, ckpt_path)
-        state = {k: v.detach().float() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+        atomic_save({"context": context.state_dict(), "opt": opt.state_dict(), "step": step,
+                     "elapsed_s": elapsed, "groups": args.groups}, ckpt_path)
+        state = fp32_state(model)
         changed = [k for k, v in base_state.items() if not torch.equal(state[k], v)]
         if changed:
             raise RuntimeError(f"frozen weights changed: {changed[:5]}")
-        torch.save(state, args.out / "weights.pt.tmp")
-        os.replace(args.out / "weights.pt.tmp", args.out / "weights.pt")
+        atomic_save(state, args.out / "weights.pt")
         out_meta = dict(meta, config=model.config.to_dict(), context_base_sha256=base_sha, context_steps=step,
                         context_train_hours=round(elapsed / 3600, 3), context_crop=args.crop,
                         context_batch=args.batch, context_lr=args.lr)
@@ -131,54 +130,50 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "weights.json").write_text(json.dumps(out_meta, indent=2))
         print(f"checkpoint step={step} elapsed_h={elapsed / 3600:.2f}", flush=True)
 
-    stop = {"requested": False}
-
-    def request_stop(signum: int, frame: object) -> None:
-        stop["requested"] = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
     start = last = interval = time.time()
     budget = args.hours * 3600 if args.hours > 0 else math.inf
     total_steps = args.steps or None
     acc = {"ctx": 0.0, "base": 0.0, "n": 0}
     lr_span = max(budget, 1.0)
     levels = model.config.levels
-    while not stop["requested"] and time.time() - start < budget and step < (total_steps or math.inf):
-        frac = (time.time() - start) / lr_span if total_steps is None else step / total_steps
-        lr = cosine_lr(args.lr, args.min_lr, frac)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        x = data.batch(args.batch, rng)
-        q = torch.tensor([1 + (levels - 1) * rng.random() for _ in range(args.batch)], dtype=torch.float64)
-        with torch.no_grad():
-            y = model.g_a(x) * model._gain(model.log_gain, q)
-            z = model.h_a(y) * model._gain(model.log_hyper_gain, q)
-            medians = model.entropy_bottleneck._get_medians()
-            z_hat = model.entropy_bottleneck.quantize(z, "dequantize", medians)
-            base = model.entropy_parameters(z_hat * model._gain(model.log_hyper_inv_gain, q))
-            base_bits = rate_bits(model, y, base)
-        bits = rate_bits(model, y, context.staged(base, y))
-        pixels = x.shape[0] * x.shape[2] * x.shape[3]
-        loss = bits / pixels
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(context.parameters(), args.clip)
-        opt.step()
-        step += 1
-        acc["ctx"] += float(loss.detach())
-        acc["base"] += float(base_bits) / pixels
-        acc["n"] += 1
-        if step % args.log_every == 0:
-            n = acc["n"]
-            saving = 100 * (1 - acc["ctx"] / acc["base"])
-            print(f"step={step} bpp_y={acc['ctx'] / n:.4f} bpp_y_no_context={acc['base'] / n:.4f} "
-                  f"saving={saving:.2f}% lr={lr:.2e} s/step={(time.time() - interval) / n:.3f}", flush=True)
-            acc = {"ctx": 0.0, "base": 0.0, "n": 0}
-            interval = time.time()
-        if time.time() - last > args.checkpoint_minutes * 60:
-            save()
-            last = time.time()
+    with StopOnSignal() as stop:
+        while not stop.requested and time.time() - start < budget and step < (total_steps or math.inf):
+            frac = (time.time() - start) / lr_span if total_steps is None else step / total_steps
+            lr = cosine_lr(args.lr, args.min_lr, frac)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            x = data.batch(args.batch, rng)
+            draws = [1 + (levels - 1) * rng.random() for _ in range(args.batch)]
+            q = torch.tensor(draws, dtype=torch.float64)
+            with torch.no_grad():
+                y = model.g_a(x) * model._gain(model.log_gain, q)
+                z = model.h_a(y) * model._gain(model.log_hyper_gain, q)
+                medians = model.entropy_bottleneck._get_medians()
+                z_hat = model.entropy_bottleneck.quantize(z, "dequantize", medians)
+                base = model.entropy_parameters(z_hat * model._gain(model.log_hyper_inv_gain, q))
+                base_bits = rate_bits(model, y, base)
+            bits = rate_bits(model, y, context.staged(base, y))
+            pixels = x.shape[0] * x.shape[2] * x.shape[3]
+            loss = bits / pixels
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(context.parameters(), args.clip)
+            opt.step()
+            step += 1
+            acc["ctx"] += float(loss.detach())
+            acc["base"] += float(base_bits) / pixels
+            acc["n"] += 1
+            if step % args.log_every == 0:
+                n = acc["n"]
+                saving = 100 * (1 - acc["ctx"] / acc["base"])
+                print(f"step={step} bpp_y={acc['ctx'] / n:.4f} bpp_y_no_context={acc['base'] / n:.4f} "
+                      f"saving={saving:.2f}% lr={lr:.2e} s/step={(time.time() - interval) / n:.3f}",
+                      flush=True)
+                acc = {"ctx": 0.0, "base": 0.0, "n": 0}
+                interval = time.time()
+            if time.time() - last > args.checkpoint_minutes * 60:
+                save()
+                last = time.time()
     save()
     return 0
 

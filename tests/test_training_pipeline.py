@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from dmenet_geo.model.training import GAIN_TABLES, cosine_lr, retarget_gains  # 
 from pipelines import evaluate as ev  # noqa: E402
 from pipelines import train, train_context  # noqa: E402
 from pipelines.rd.gain_mbt import GainMeanScaleHyperprior  # noqa: E402
+from pipelines.trainer.runtime import StopOnSignal  # noqa: E402
 
 SAMPLES = REPO_ROOT / "sample_tiles"
 TINY = ["--n", "16", "--batch", "2", "--crop", "64", "--threads", "1", "--log-every", "1", "--val-every", "2"]
@@ -133,6 +136,31 @@ def test_cosine_schedule_spans_the_steps_and_carries_on_after_a_resume(
     assert ckpt["cosine"] == {"lr": 2e-3, "min_lr": 0.0, "unit": "step", "span": 2, "done": 2}
     with pytest.raises(SystemExit, match="not beyond"):
         _train(run, *resume, "--steps", "5", "--reset-lr")
+
+
+def test_sigterm_ends_the_run_with_a_checkpoint_and_gives_the_handler_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with StopOnSignal() as stop:
+        assert not stop.requested
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested
+    assert signal.getsignal(signal.SIGTERM) is before
+    # a run with no step limit: SIGTERM arrives during its first step, which it finishes and saves
+    first_step = train.train_step
+
+    def step_then_sigterm(*args: object, **kwargs: object) -> object:
+        terms = first_step(*args, **kwargs)  # type: ignore[arg-type]
+        os.kill(os.getpid(), signal.SIGTERM)
+        return terms
+
+    monkeypatch.setattr(train, "train_step", step_then_sigterm)
+    meta = _train(tmp_path / "run", "--hours", "0.05")
+    assert "signal 15: saving a checkpoint and stopping" in capsys.readouterr().out
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert ckpt["step"] == meta["steps"] == 1
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_learned_baseline_weights_evaluate_against_dmenet(tmp_path: Path) -> None:

@@ -1,0 +1,47 @@
+"""Run-time plumbing shared by the training CLIs: atomic saves and a clean stop on a signal."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fp32_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict on the CPU, floating-point tensors as fp32 (the exported weights' form)."""
+    return {
+        k: v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()
+        for k, v in model.state_dict().items()
+    }
+
+
+class StopOnSignal:
+    """While active, SIGTERM and SIGINT only set :attr:`requested`, so the training loop can finish its
+    step and save a checkpoint; the previous handlers come back on exit."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        print(f"signal {signum}: saving a checkpoint and stopping", flush=True)
+
+    def __enter__(self) -> StopOnSignal:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
