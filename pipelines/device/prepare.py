@@ -1,0 +1,86 @@
+"""Prepare a GPU training run on the device machine (run HERE, before the session's one device call).
+
+The device machine starts bare, reaches no network and receives only the working tree (64 MiB in
+all, tracked files included: about 22 MB here) plus the git-ignored paths the call names in
+``carry``. So this script puts into git-ignored folders of the repository:
+
+* ``.devdata/train``: a subset of ``../shared/data/train`` (original JPEG bytes, unchanged): all of
+  AID-150, then the first images of every RSSCN7 class, as many as ``--mb`` allows;
+* ``.whl``: the wheels the device's Python (3.12, with torch and torchvision) lacks: compressai
+  1.2.8 and pytorch-msssim, fetched from the package registry.
+
+    python pipelines/device/prepare.py --mb 38
+
+then, through the device tool (one call; see ``pipelines/device/train.sh``):
+
+    run(command="bash pipelines/device/train.sh training/n128-widened/weights.pt 0.12",
+        carry=[".devdata", ".whl"], timeout_s=590)
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_TRAIN = REPO.parent / "shared" / "data" / "train"
+WHEELS = ("compressai==1.2.8", "pytorch-msssim==1.0.0")
+PLATFORMS = ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64",
+             "manylinux2014_x86_64")
+
+
+def pick_files(train: Path, budget: int) -> list[Path]:
+    """AID-150 whole, then RSSCN7 round-robin over its classes (sorted names) while the bytes fit."""
+    chosen = sorted((train / "aid150").rglob("*.jpg"))
+    used = sum(p.stat().st_size for p in chosen)
+    if used > budget:
+        raise SystemExit(f"AID-150 alone is {used / 1e6:.1f} MB, over the {budget / 1e6:.1f} MB budget")
+    classes = [sorted(d.glob("*.jpg")) for d in sorted((train / "rsscn7").iterdir()) if d.is_dir()]
+    for i in range(max(map(len, classes), default=0)):
+        for files in classes:
+            if i < len(files):
+                size = files[i].stat().st_size
+                if used + size > budget:
+                    return chosen
+                chosen.append(files[i])
+                used += size
+    return chosen
+
+
+def copy_subset(train: Path, out: Path, budget: int) -> tuple[int, int]:
+    files = pick_files(train, budget)
+    shutil.rmtree(out, ignore_errors=True)
+    for src in files:
+        dst = out / src.relative_to(train)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def download_wheels(out: Path) -> list[str]:
+    shutil.rmtree(out, ignore_errors=True)
+    platforms = [a for p in PLATFORMS for a in ("--platform", p)]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version",
+           "3.12", "--implementation", "cp", *platforms, "-d", str(out), *WHEELS]
+    subprocess.run(cmd, check=True)
+    return sorted(p.name for p in out.glob("*.whl"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train", type=Path, default=SHARED_TRAIN, help="the training folder to subset")
+    p.add_argument("--mb", type=float, default=38.0, help="data budget in MB (the tree travels too)")
+    p.add_argument("--no-wheels", action="store_true", help="copy the data only")
+    args = p.parse_args(argv)
+    count, size = copy_subset(args.train, REPO / ".devdata" / "train", int(args.mb * 1e6))
+    print(f".devdata/train: {count} images, {size / 1e6:.1f} MB")
+    if not args.no_wheels:
+        print(".whl: " + ", ".join(download_wheels(REPO / ".whl")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

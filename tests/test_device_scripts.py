@@ -1,0 +1,74 @@
+"""The prepared GPU run (``pipelines/device/``), exercised on the CPU: the data subset keeps to its
+budget, ``train.sh`` trains and returns the weights in parts, ``assemble.py`` joins and checks them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from dmenet_geo.model import load_model  # noqa: E402
+from pipelines.device import assemble, prepare  # noqa: E402
+
+DEFAULT = REPO / "dmenet_geo" / "weights" / "default.pt"
+
+
+def _fake_train_folder(root: Path) -> Path:
+    """A training folder laid out like ../shared/data/train, made of the repository's sample tiles."""
+    tiles = sorted((REPO / "sample_tiles").glob("*.png"))
+    for i, tile in enumerate(tiles):
+        for sub in ("aid150/a", f"rsscn7/c{i % 2}"):
+            dst = root / sub / f"{tile.stem}.jpg"  # the bytes are PNG; only the names count here
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(tile.read_bytes())
+    return root
+
+
+def test_subset_takes_aid_whole_then_rsscn7_round_robin_within_budget(tmp_path: Path) -> None:
+    train = _fake_train_folder(tmp_path / "train")
+    aid = sum(p.stat().st_size for p in (train / "aid150").rglob("*.jpg"))
+    budget = aid + 1 + min(p.stat().st_size for p in (train / "rsscn7").rglob("*.jpg")) * 2
+    picked = prepare.pick_files(train, budget)
+    rss = [p for p in picked if "rsscn7" in p.parts]
+    assert sum(p.stat().st_size for p in picked) <= budget
+    assert {p for p in picked if "aid150" in p.parts} == set((train / "aid150").rglob("*.jpg"))
+    assert 1 <= len(rss) <= 2 and rss[0].parent.name == "c0"  # the first class first
+    with pytest.raises(SystemExit, match="over the"):
+        prepare.pick_files(train, aid - 1)
+
+
+@pytest.mark.slow
+def test_train_sh_returns_weights_in_parts_that_assemble_and_load(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    meta = json.loads(DEFAULT.with_suffix(".json").read_text())
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "SKIP_WHEELS": "1",
+           "DEVICE_DATA": str(REPO / "sample_tiles"), "PART_SIZE": "1M"}
+    proc = subprocess.run(
+        ["bash", "pipelines/device/train.sh", str(DEFAULT), "0.05", "--steps", str(meta["steps"] + 1),
+         "--threads", "1", "--batch", "2", "--crop", "64"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    parts = sorted(out.glob("weights.pt.part*"))
+    assert len(parts) == 4  # 3.8 MB in 1 MiB parts
+    assert "checkpoint step=" in (out / "train.log").read_text()
+    dest = tmp_path / "joined"
+    sha = assemble.assemble(out, dest)
+    assert sha == hashlib.sha256((dest / "weights.pt").read_bytes()).hexdigest()
+    assert json.loads((dest / "weights.json").read_text())["steps"] == meta["steps"] + 1
+    model = load_model(dest / "weights.pt")
+    assert model.config.n == meta["config"]["n"]
+    data = parts[0].read_bytes()
+    parts[0].write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # a damaged part is refused
+    with pytest.raises(SystemExit, match="SHA-256 mismatch"):
+        assemble.assemble(out, tmp_path / "bad")
