@@ -5,11 +5,12 @@ all, tracked files included: about 22 MB here) plus the git-ignored paths the ca
 ``carry``. So this script puts into git-ignored folders of the repository:
 
 * ``.devdata/train``: a subset of ``../shared/data/train`` (original JPEG bytes, unchanged): all of
-  AID-150, then the first images of every RSSCN7 class, as many as ``--mb`` allows;
+  AID-150, then the first images of every RSSCN7 class, as many as ``--mb`` allows (by default
+  what the 64 MiB leave after the tree that travels, the wheels and a 2 MiB margin);
 * ``.whl``: the wheels the device's Python (3.12, with torch and torchvision) lacks: compressai
   1.2.8 and pytorch-msssim, fetched from the package registry.
 
-    python pipelines/device/prepare.py --mb 38
+    python pipelines/device/prepare.py
 
 then, through the device tool (one call; see ``pipelines/device/train.sh``):
 
@@ -28,6 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SHARED_TRAIN = REPO.parent / "shared" / "data" / "train"
 WHEELS = ("compressai==1.2.8", "pytorch-msssim==1.0.0")
+CALL_LIMIT = 64 * 2**20  # what one device call may send: the tree plus the carried paths
+MARGIN = 2 * 2**20
 PLATFORMS = ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64",
              "manylinux2014_x86_64")
 
@@ -60,6 +63,15 @@ def copy_subset(train: Path, out: Path, budget: int) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
+def tree_bytes() -> int:
+    """The bytes of the working tree that travel on every call: tracked files and untracked ones
+    git does not ignore."""
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                         cwd=REPO, check=True, capture_output=True).stdout
+    paths = {REPO / name for name in out.decode().split("\0") if name}
+    return sum(p.stat().st_size for p in paths if p.is_file())
+
+
 def download_wheels(out: Path) -> list[str]:
     shutil.rmtree(out, ignore_errors=True)
     platforms = [a for p in PLATFORMS for a in ("--platform", p)]
@@ -72,13 +84,18 @@ def download_wheels(out: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train", type=Path, default=SHARED_TRAIN, help="the training folder to subset")
-    p.add_argument("--mb", type=float, default=38.0, help="data budget in MB (the tree travels too)")
+    p.add_argument("--mb", type=float, default=None,
+                   help="data budget in MB (default: what the call's 64 MiB leave after the tree and wheels)")
     p.add_argument("--no-wheels", action="store_true", help="copy the data only")
     args = p.parse_args(argv)
-    count, size = copy_subset(args.train, REPO / ".devdata" / "train", int(args.mb * 1e6))
-    print(f".devdata/train: {count} images, {size / 1e6:.1f} MB")
     if not args.no_wheels:
         print(".whl: " + ", ".join(download_wheels(REPO / ".whl")))
+    wheels = sum(p.stat().st_size for p in (REPO / ".whl").glob("*.whl"))
+    tree = tree_bytes()
+    budget = int(args.mb * 1e6) if args.mb is not None else CALL_LIMIT - tree - wheels - MARGIN
+    count, size = copy_subset(args.train, REPO / ".devdata" / "train", budget)
+    print(f".devdata/train: {count} images, {size / 1e6:.1f} MB; the tree {tree / 1e6:.1f} MB, "
+          f"wheels {wheels / 1e6:.1f} MB: {(tree + wheels + size) / 2**20:.1f} of 64 MiB per call")
     return 0
 
 
