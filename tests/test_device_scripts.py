@@ -37,9 +37,9 @@ def test_subset_takes_aid_whole_then_rsscn7_round_robin_within_budget(tmp_path: 
     train = _fake_train_folder(tmp_path / "train")
     aid = sum(p.stat().st_size for p in (train / "aid150").rglob("*.jpg"))
     budget = aid + 1 + min(p.stat().st_size for p in (train / "rsscn7").rglob("*.jpg")) * 2
-    picked = prepare.pick_files(train, budget)
+    picked, size = prepare.pick_files(train, budget)
     rss = [p for p in picked if "rsscn7" in p.parts]
-    assert sum(p.stat().st_size for p in picked) <= budget
+    assert size == sum(p.stat().st_size for p in picked) <= budget
     assert {p for p in picked if "aid150" in p.parts} == set((train / "aid150").rglob("*.jpg"))
     assert 1 <= len(rss) <= 2 and rss[0].parent.name == "c0"  # the first class first
     with pytest.raises(SystemExit, match="over the"):

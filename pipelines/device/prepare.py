@@ -35,8 +35,9 @@ PLATFORMS = ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x
              "manylinux2014_x86_64")
 
 
-def pick_files(train: Path, budget: int) -> list[Path]:
-    """AID-150 whole, then RSSCN7 round-robin over its classes (sorted names) while the bytes fit."""
+def pick_files(train: Path, budget: int) -> tuple[list[Path], int]:
+    """AID-150 whole, then RSSCN7 round-robin over its classes (sorted names) while the bytes fit;
+    returns the files and their bytes."""
     chosen = sorted((train / "aid150").rglob("*.jpg"))
     used = sum(p.stat().st_size for p in chosen)
     if used > budget:
@@ -47,20 +48,20 @@ def pick_files(train: Path, budget: int) -> list[Path]:
             if i < len(files):
                 size = files[i].stat().st_size
                 if used + size > budget:
-                    return chosen
+                    return chosen, used
                 chosen.append(files[i])
                 used += size
-    return chosen
+    return chosen, used
 
 
 def copy_subset(train: Path, out: Path, budget: int) -> tuple[int, int]:
-    files = pick_files(train, budget)
+    files, size = pick_files(train, budget)
     shutil.rmtree(out, ignore_errors=True)
     for src in files:
         dst = out / src.relative_to(train)
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dst)
-    return len(files), sum(p.stat().st_size for p in files)
+    return len(files), size
 
 
 def tree_bytes() -> int:

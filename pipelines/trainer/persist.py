@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,7 @@ def save_run(
         "config": run.config.to_dict(),
         "steps": step,
         "train_hours": round(elapsed / 3600, 3),
-        **{k: getattr(settings, k) for k in RunSettings.__dataclass_fields__},
+        **dataclasses.asdict(settings),
         **run.lineage,
     }
     (out / "weights.json").write_text(json.dumps(meta, indent=2))

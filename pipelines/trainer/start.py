@@ -113,7 +113,6 @@ def start_run(args: argparse.Namespace, device: torch.device) -> RunStart:
         lineage = {"init_weights": str(args.init_weights), "init_step": step,
                    "init_sha256": hashlib.sha256(args.init_weights.read_bytes()).hexdigest(),
                    **{k: v for k, v in meta.items() if k.startswith("widen")}}
-    model.to(device)
     return RunStart(
         arch=arch, config=config, model=model, criterion=criterion, opt=opt, sched=sched, step=step,
         elapsed_before=elapsed_before, lineage=lineage, resumed=checkpoint is not None,
