@@ -9,7 +9,7 @@ import torch
 
 from dmenet_geo.model import CompressedLatents, DMENet, DMENetConfig
 from dmenet_geo.model.config import ConfigError
-from dmenet_geo.model.context import CheckerboardContext, anchor_mask
+from dmenet_geo.model.context import CheckerboardContext, CodingStages, anchor_mask
 
 
 def _with_context(base: DMENet, perturb: bool, groups: int = 1) -> DMENet:
@@ -112,6 +112,29 @@ def test_each_stage_sees_only_earlier_stages(groups: int) -> None:
             for j, other in enumerate(masks):
                 same = torch.equal(moved[:, other.repeat(2, 1, 1)], out[:, other.repeat(2, 1, 1)])
                 assert same == (j <= k), (k, j)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 4], ids=["checkerboard", "2groups", "4groups"])
+def test_coding_stages_match_the_full_context(groups: int) -> None:
+    """The coder's running convolution gives each stage the parameters of the full context over
+    everything decoded so far: the same bits with one group (as shipped chunks were coded), the same
+    values to rounding with channel groups."""
+    ctx = _live_context(groups).double()
+    torch.manual_seed(2)
+    params = torch.randn(2, 16, 7, 5, dtype=torch.float64)
+    y = torch.randn(2, 8, 7, 5, dtype=torch.float64) * 3
+    stages = CodingStages(ctx, params)
+    known_values, known = torch.zeros_like(y), torch.zeros(8, 7, 5, dtype=torch.bool)
+    for mask in stages.masks:
+        full = ctx(params, known_values, known).detach()
+        running = stages.parameters()
+        if groups == 1:
+            assert torch.equal(running, full)
+        else:
+            torch.testing.assert_close(running, full, rtol=0, atol=1e-12)
+        decoded = torch.round(y) + 0.25
+        stages.record(decoded)
+        known_values, known = torch.where(mask, decoded, known_values), known | mask
 
 
 @pytest.mark.parametrize("straight_through", [False, True], ids=["detached", "straight-through"])

@@ -16,11 +16,12 @@ analysis, synthesis or hyperprior weights.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dmenet_geo.model.rounding import ste_round
 
-__all__ = ["CheckerboardContext", "anchor_mask", "stage_masks"]
+__all__ = ["CheckerboardContext", "CodingStages", "anchor_mask", "stage_masks"]
 
 
 def anchor_mask(height: int, width: int, device: torch.device | str = "cpu") -> Tensor:
@@ -94,3 +95,53 @@ class CheckerboardContext(nn.Module):
             known_values = torch.where(mask, decoded, known_values)
             known = known | mask
         return out
+
+
+class CodingStages:
+    """The entropy parameters of each coding stage in turn, for the entropy coder (no autograd).
+
+    Call :meth:`parameters` for the next stage, code it, then :meth:`record` its decoded values.
+    With one group this is exactly ``context(params, known_values, known)``, as the shipped
+    checkerboard models were coded. With channel groups the spatial convolution is kept as a running
+    sum: each stage adds the convolution of its own group's channels only (its values and its 0/1
+    map), so a stage costs ``1 / groups`` of the full convolution. The sum differs from the full
+    convolution in its last bits, never between encoder and decoder, which both come here.
+    """
+
+    def __init__(self, context: CheckerboardContext, params: Tensor) -> None:
+        b, _, height, width = params.shape
+        self.context, self.params = context, params
+        self.masks = context.stages(height, width, params.device)
+        n, groups = context.n, context.groups
+        self._known_values = torch.zeros(b, n, height, width, dtype=params.dtype, device=params.device)
+        self._known = torch.zeros(n, height, width, dtype=torch.bool, device=params.device)
+        self._stage = 0
+        if groups > 1:
+            bias = context.spatial.bias
+            assert bias is not None
+            self._spatial = bias.detach().to(params.dtype).reshape(1, -1, 1, 1).expand(b, -1, height, width)
+
+    @torch.no_grad()
+    def parameters(self) -> Tensor:
+        """Refined (scales, means) for every position; the next stage uses those of its own."""
+        if self.context.groups == 1:
+            return self.context(self.params, self._known_values, self._known)
+        return self.params + self.context.fuse(torch.cat([self.params, self._spatial], dim=1))
+
+    @torch.no_grad()
+    def record(self, decoded: Tensor) -> None:
+        """The stage just coded: ``decoded`` holds its latent values at its positions."""
+        mask = self.masks[self._stage]
+        self._stage += 1
+        if self.context.groups == 1:
+            self._known_values = torch.where(mask, decoded, self._known_values)
+            self._known = self._known | mask
+            return
+        n, size = self.context.n, self.context.n // self.context.groups
+        group = slice((self._stage - 1) // 2 * size, ((self._stage - 1) // 2 + 1) * size)
+        weight = self.context.spatial.weight.detach().to(decoded.dtype)
+        values = torch.where(mask, decoded, torch.zeros((), dtype=decoded.dtype))[:, group]
+        ones = mask[group].to(decoded.dtype).unsqueeze(0)
+        value_part = F.conv2d(values, weight[:, group], padding=2)
+        mask_part = F.conv2d(ones, weight[:, n + group.start : n + group.stop], padding=2)
+        self._spatial = self._spatial + value_part + mask_part

@@ -17,7 +17,7 @@ from compressai.ans import RansDecoder
 from compressai.entropy_models import GaussianConditional
 from torch import Tensor
 
-from dmenet_geo.model.context import CheckerboardContext
+from dmenet_geo.model.context import CheckerboardContext, CodingStages
 
 __all__ = ["SymbolCoder", "Quantise", "encode_staged", "decode_staged"]
 
@@ -70,16 +70,14 @@ def encode_staged(
 ) -> tuple[Tensor, list[bytes]]:
     """Code ``y`` (float32, CPU) given the hyperprior's float64 ``params``, stage by stage; returns
     the symbols and one string per item."""
-    masks = context.stages(y.shape[-2], y.shape[-1])
+    stages = CodingStages(context, params)
+    masks = stages.masks
     indexes = torch.zeros(y.shape, dtype=torch.int32)
     means = torch.zeros(y.shape, dtype=torch.float32)
-    known_values = torch.zeros(y.shape, dtype=torch.float64)
-    known = torch.zeros(y.shape[1:], dtype=torch.bool)
     for mask in masks:
-        idx, mu = quantise(context(params, known_values, known))
+        idx, mu = quantise(stages.parameters())
         indexes, means = torch.where(mask, idx, indexes), torch.where(mask, mu, means)
-        decoded = torch.round(y - mu).double() + mu.double()
-        known_values, known = torch.where(mask, decoded, known_values), known | mask
+        stages.record(torch.round(y - mu).double() + mu.double())
     symbols = torch.round(y - means)
     strings = [
         coder.encode(torch.cat([symbols[i][m] for m in masks]), torch.cat([indexes[i][m] for m in masks]))
@@ -103,13 +101,11 @@ def decode_staged(
     shape = (b, c2 // 2, h, w)
     symbols = torch.zeros(shape, dtype=torch.float32)
     means = torch.zeros(shape, dtype=torch.float32)
-    known_values = torch.zeros(shape, dtype=torch.float64)
-    known = torch.zeros(shape[1:], dtype=torch.bool)
-    for mask in context.stages(h, w):
-        idx, mu = quantise(context(params, known_values, known))
+    stages = CodingStages(context, params)
+    for mask in stages.masks:
+        idx, mu = quantise(stages.parameters())
         for i, read in enumerate(readers):
             symbols[i][mask] = read(idx[i][mask]).float()
         means = torch.where(mask, mu, means)
-        known_values = torch.where(mask, symbols.double() + mu.double(), known_values)
-        known = known | mask
+        stages.record(symbols.double() + mu.double())
     return symbols, means
