@@ -115,16 +115,17 @@ def test_each_stage_sees_only_earlier_stages(groups: int) -> None:
 
 
 @pytest.mark.parametrize("groups", [1, 2, 4], ids=["checkerboard", "2groups", "4groups"])
-def test_coding_stages_match_the_full_context(groups: int) -> None:
-    """The coder's running convolution gives each stage the parameters of the full context over
-    everything decoded so far: the same bits with one group (as shipped chunks were coded), the same
-    values to rounding with channel groups."""
+def test_running_convolution_matches_the_full_context(groups: int) -> None:
+    """The coder's and the training pass's running convolution give each stage the parameters of the
+    full context over everything decoded so far: the same bits with one group (as shipped chunks
+    were coded), the same values to rounding with channel groups."""
     ctx = _live_context(groups).double()
     torch.manual_seed(2)
     params = torch.randn(2, 16, 7, 5, dtype=torch.float64)
     y = torch.randn(2, 8, 7, 5, dtype=torch.float64) * 3
     stages = CodingStages(ctx, params)
     known_values, known = torch.zeros_like(y), torch.zeros(8, 7, 5, dtype=torch.bool)
+    reference = torch.zeros_like(params)
     for mask in stages.masks:
         full = ctx(params, known_values, known).detach()
         running = stages.parameters()
@@ -132,9 +133,12 @@ def test_coding_stages_match_the_full_context(groups: int) -> None:
             assert torch.equal(running, full)
         else:
             torch.testing.assert_close(running, full, rtol=0, atol=1e-12)
-        decoded = torch.round(y) + 0.25
+        reference = torch.where(mask.repeat(2, 1, 1), full, reference)
+        decoded = torch.round(y - full[:, 8:]) + full[:, 8:]
         stages.record(decoded)
         known_values, known = torch.where(mask, decoded, known_values), known | mask
+    with torch.no_grad():
+        torch.testing.assert_close(ctx.staged(params, y), reference, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("straight_through", [False, True], ids=["detached", "straight-through"])

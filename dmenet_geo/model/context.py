@@ -78,22 +78,51 @@ class CheckerboardContext(nn.Module):
         inputs = known_values
         if self.groups > 1:
             inputs = torch.cat([known_values, known.to(known_values.dtype).expand_as(known_values)], dim=1)
-        return params + self.fuse(torch.cat([params, self.spatial(inputs)], dim=1))
+        return self.refine(params, self.spatial(inputs))
+
+    def refine(self, params: Tensor, spatial: Tensor) -> Tensor:
+        """The refined parameters from the raw ones and the spatial convolution of what is known."""
+        return params + self.fuse(torch.cat([params, spatial], dim=1))
+
+    def empty_spatial(self, params: Tensor) -> Tensor:
+        """The spatial convolution with nothing known (its bias), shaped like ``params``."""
+        bias = self.spatial.bias
+        assert bias is not None
+        return bias.to(params.dtype).reshape(1, -1, 1, 1).expand_as(params)
+
+    def add_stage(self, spatial: Tensor, decoded: Tensor, mask: Tensor, stage: int) -> Tensor:
+        """With channel groups: ``spatial`` plus the convolution of stage ``stage``'s values (``decoded``
+        where ``mask``) and of its 0/1 map. Only that stage's group of input channels is convolved, a
+        ``1 / groups`` share of the full convolution over everything known."""
+        size = self.n // self.groups
+        start = stage // 2 * size
+        group = slice(start, start + size)
+        weight = self.spatial.weight.to(decoded.dtype)
+        values = torch.where(mask, decoded, torch.zeros((), dtype=decoded.dtype, device=decoded.device))
+        ones = mask[group].to(decoded.dtype).unsqueeze(0)
+        value_part = F.conv2d(values[:, group], weight[:, group], padding=2)
+        mask_part = F.conv2d(ones, weight[:, self.n + start : self.n + start + size], padding=2)
+        return spatial + value_part + mask_part
 
     def staged(self, params: Tensor, y: Tensor, straight_through: bool = False) -> Tensor:
         """Training-time parameters for every position, each from its stage's context: the earlier
         stages' values of ``y``, rounded around their means as the decoder would see them. The
-        rounding passes no gradient to ``y`` unless ``straight_through`` (the identity backward)."""
+        rounding passes no gradient to ``y`` unless ``straight_through`` (the identity backward).
+        With channel groups the spatial convolution is a running sum (:meth:`add_stage`)."""
         out = torch.zeros_like(params)
         known_values = torch.zeros_like(y)
         known = torch.zeros(y.shape[1:], dtype=torch.bool, device=y.device)
-        for mask in self.stages(y.shape[-2], y.shape[-1], y.device):
-            stage = self(params, known_values, known)
+        spatial = self.empty_spatial(params)
+        for k, mask in enumerate(self.stages(y.shape[-2], y.shape[-1], y.device)):
+            stage = self(params, known_values, known) if self.groups == 1 else self.refine(params, spatial)
             out = torch.where(mask.repeat(2, 1, 1), stage, out)
             means = stage.chunk(2, dim=1)[1]
             decoded = ste_round(y, means) if straight_through else (torch.round(y - means) + means).detach()
-            known_values = torch.where(mask, decoded, known_values)
-            known = known | mask
+            if self.groups == 1:
+                known_values = torch.where(mask, decoded, known_values)
+                known = known | mask
+            else:
+                spatial = self.add_stage(spatial, decoded, mask, k)
         return out
 
 
@@ -102,46 +131,35 @@ class CodingStages:
 
     Call :meth:`parameters` for the next stage, code it, then :meth:`record` its decoded values.
     With one group this is exactly ``context(params, known_values, known)``, as the shipped
-    checkerboard models were coded. With channel groups the spatial convolution is kept as a running
-    sum: each stage adds the convolution of its own group's channels only (its values and its 0/1
-    map), so a stage costs ``1 / groups`` of the full convolution. The sum differs from the full
-    convolution in its last bits, never between encoder and decoder, which both come here.
+    checkerboard models were coded. With channel groups the spatial convolution is a running sum
+    (:meth:`CheckerboardContext.add_stage`), which differs from the full convolution in its last
+    bits, never between encoder and decoder, which both come here.
     """
 
     def __init__(self, context: CheckerboardContext, params: Tensor) -> None:
         b, _, height, width = params.shape
+        device = params.device
         self.context, self.params = context, params
-        self.masks = context.stages(height, width, params.device)
-        n, groups = context.n, context.groups
-        self._known_values = torch.zeros(b, n, height, width, dtype=params.dtype, device=params.device)
-        self._known = torch.zeros(n, height, width, dtype=torch.bool, device=params.device)
+        self.masks = context.stages(height, width, device)
+        self._known_values = torch.zeros(b, context.n, height, width, dtype=params.dtype, device=device)
+        self._known = torch.zeros(context.n, height, width, dtype=torch.bool, device=device)
+        self._spatial = context.empty_spatial(params).detach()
         self._stage = 0
-        if groups > 1:
-            bias = context.spatial.bias
-            assert bias is not None
-            self._spatial = bias.detach().to(params.dtype).reshape(1, -1, 1, 1).expand(b, -1, height, width)
 
     @torch.no_grad()
     def parameters(self) -> Tensor:
         """Refined (scales, means) for every position; the next stage uses those of its own."""
         if self.context.groups == 1:
             return self.context(self.params, self._known_values, self._known)
-        return self.params + self.context.fuse(torch.cat([self.params, self._spatial], dim=1))
+        return self.context.refine(self.params, self._spatial)
 
     @torch.no_grad()
     def record(self, decoded: Tensor) -> None:
         """The stage just coded: ``decoded`` holds its latent values at its positions."""
         mask = self.masks[self._stage]
-        self._stage += 1
         if self.context.groups == 1:
             self._known_values = torch.where(mask, decoded, self._known_values)
             self._known = self._known | mask
-            return
-        n, size = self.context.n, self.context.n // self.context.groups
-        group = slice((self._stage - 1) // 2 * size, ((self._stage - 1) // 2 + 1) * size)
-        weight = self.context.spatial.weight.detach().to(decoded.dtype)
-        values = torch.where(mask, decoded, torch.zeros((), dtype=decoded.dtype))[:, group]
-        ones = mask[group].to(decoded.dtype).unsqueeze(0)
-        value_part = F.conv2d(values, weight[:, group], padding=2)
-        mask_part = F.conv2d(ones, weight[:, n + group.start : n + group.stop], padding=2)
-        self._spatial = self._spatial + value_part + mask_part
+        else:
+            self._spatial = self.context.add_stage(self._spatial, decoded, mask, self._stage)
+        self._stage += 1
