@@ -50,6 +50,7 @@ def install(src: Path, name: str, extra: dict[str, object] | None = None, keep: 
             print(f"previous {name} kept as {kept}", file=sys.stderr)
     shutil.copyfile(src, WEIGHTS_DIR / f"{name}.pt")
     meta["sha256"] = sha
+    meta.pop("superseded_by", None)  # inherited from the weights a run started from, not true of these
     meta.update(extra or {})
     (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
     return str(meta["sha256"])

@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         out_meta = dict(meta, config=model.config.to_dict(), context_base_sha256=base_sha, context_steps=step,
                         context_train_hours=round(elapsed / 3600, 3), context_crop=args.crop,
                         context_batch=args.batch, context_lr=args.lr)
-        out_meta.pop("sha256", None)
+        for stale in ("sha256", "superseded_by"):  # of the frozen weights, not of these
+            out_meta.pop(stale, None)
         (args.out / "weights.json").write_text(json.dumps(out_meta, indent=2))
         print(f"checkpoint step={step} elapsed_h={elapsed / 3600:.2f}", flush=True)
 

@@ -232,3 +232,19 @@ def test_install_keeps_the_previous_weights_under_their_sha(tmp_path: Path) -> N
     meta = json.loads((tmp_path / "m-abababab.json").read_text())
     assert meta["sha256"] == old_sha and meta["superseded_by"] == "m" and meta["config"] == {"n": 8}
     assert (tmp_path / "m-abababab.md").read_text() == "card of the old weights"
+
+
+def test_install_drops_an_inherited_supersession(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run started from superseded weights inherits their sidecar; the installed model is current."""
+    from pipelines import install_weights
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "weights.pt").write_bytes(b"new weights")
+    (run / "weights.json").write_text(json.dumps({"config": {"n": 8}, "superseded_by": "default"}))
+    monkeypatch.setattr(install_weights, "WEIGHTS_DIR", tmp_path)
+    sha = install_weights.install(run / "weights.pt", "m", {"hardware": "test"}, keep=False)
+    meta = json.loads((tmp_path / "m.json").read_text())
+    assert "superseded_by" not in meta
+    assert meta["sha256"] == sha == hashlib.sha256(b"new weights").hexdigest() and meta["hardware"] == "test"
+    assert (tmp_path / "m.pt").read_bytes() == b"new weights"
