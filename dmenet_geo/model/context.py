@@ -107,27 +107,20 @@ class CheckerboardContext(nn.Module):
     def staged(self, params: Tensor, y: Tensor, straight_through: bool = False) -> Tensor:
         """Training-time parameters for every position, each from its stage's context: the earlier
         stages' values of ``y``, rounded around their means as the decoder would see them. The
-        rounding passes no gradient to ``y`` unless ``straight_through`` (the identity backward).
-        With channel groups the spatial convolution is a running sum (:meth:`add_stage`)."""
+        rounding passes no gradient to ``y`` unless ``straight_through`` (the identity backward)."""
         out = torch.zeros_like(params)
-        known_values = torch.zeros_like(y)
-        known = torch.zeros(y.shape[1:], dtype=torch.bool, device=y.device)
-        spatial = self.empty_spatial(params)
-        for k, mask in enumerate(self.stages(y.shape[-2], y.shape[-1], y.device)):
-            stage = self(params, known_values, known) if self.groups == 1 else self.refine(params, spatial)
+        stages = CodingStages(self, params)
+        for mask in stages.masks:
+            stage = stages.parameters()
             out = torch.where(mask.repeat(2, 1, 1), stage, out)
             means = stage.chunk(2, dim=1)[1]
             decoded = ste_round(y, means) if straight_through else (torch.round(y - means) + means).detach()
-            if self.groups == 1:
-                known_values = torch.where(mask, decoded, known_values)
-                known = known | mask
-            else:
-                spatial = self.add_stage(spatial, decoded, mask, k)
+            stages.record(decoded)
         return out
 
 
 class CodingStages:
-    """The entropy parameters of each coding stage in turn, for the entropy coder (no autograd).
+    """The entropy parameters of each stage in turn, as the coder and the training pass see them.
 
     Call :meth:`parameters` for the next stage, code it, then :meth:`record` its decoded values.
     With one group this is exactly ``context(params, known_values, known)``, as the shipped
@@ -141,19 +134,19 @@ class CodingStages:
         device = params.device
         self.context, self.params = context, params
         self.masks = context.stages(height, width, device)
-        self._known_values = torch.zeros(b, context.n, height, width, dtype=params.dtype, device=device)
-        self._known = torch.zeros(context.n, height, width, dtype=torch.bool, device=device)
-        self._spatial = context.empty_spatial(params).detach()
         self._stage = 0
+        if context.groups == 1:
+            self._known_values = torch.zeros(b, context.n, height, width, dtype=params.dtype, device=device)
+            self._known = torch.zeros(context.n, height, width, dtype=torch.bool, device=device)
+        else:
+            self._spatial = context.empty_spatial(params)
 
-    @torch.no_grad()
     def parameters(self) -> Tensor:
         """Refined (scales, means) for every position; the next stage uses those of its own."""
         if self.context.groups == 1:
             return self.context(self.params, self._known_values, self._known)
         return self.context.refine(self.params, self._spatial)
 
-    @torch.no_grad()
     def record(self, decoded: Tensor) -> None:
         """The stage just coded: ``decoded`` holds its latent values at its positions."""
         mask = self.masks[self._stage]
