@@ -118,27 +118,61 @@ def test_each_stage_sees_only_earlier_stages(groups: int) -> None:
 def test_running_convolution_matches_the_full_context(groups: int) -> None:
     """The coder's and the training pass's running convolution give each stage the parameters of the
     full context over everything decoded so far: the same bits with one group (as shipped chunks
-    were coded), the same values to rounding with channel groups."""
+    were coded), the same values to rounding with channel groups. The coder's per-stage entries
+    (:meth:`CodingStages.stage_parameters`) are those of the full tensor, in coding order."""
     ctx = _live_context(groups).double()
     torch.manual_seed(2)
     params = torch.randn(2, 16, 7, 5, dtype=torch.float64)
     y = torch.randn(2, 8, 7, 5, dtype=torch.float64) * 3
-    stages = CodingStages(ctx, params)
+    stages, coder = CodingStages(ctx, params), CodingStages(ctx, params)
     known_values, known = torch.zeros_like(y), torch.zeros(8, 7, 5, dtype=torch.bool)
     reference = torch.zeros_like(params)
     for mask in stages.masks:
         full = ctx(params, known_values, known).detach()
         running = stages.parameters()
+        entries = coder.stage_parameters()
+        in_order = torch.stack([torch.cat([f[:8][mask], f[8:][mask]]) for f in full])
         if groups == 1:
-            assert torch.equal(running, full)
+            assert torch.equal(running, full) and torch.equal(entries.flatten(1), in_order)
         else:
             torch.testing.assert_close(running, full, rtol=0, atol=1e-12)
+            torch.testing.assert_close(entries.flatten(1), in_order, rtol=0, atol=1e-12)
         reference = torch.where(mask.repeat(2, 1, 1), full, reference)
         decoded = torch.round(y - full[:, 8:]) + full[:, 8:]
         stages.record(decoded)
+        stage_values = torch.stack([d[mask] for d in decoded])
+        coder.record_stage(stage_values.reshape(entries.shape[0], entries.shape[1] // 2, -1))
         known_values, known = torch.where(mask, decoded, known_values), known | mask
     with torch.no_grad():
         torch.testing.assert_close(ctx.staged(params, y), reference, rtol=0, atol=1e-12)
+
+
+def test_frozen_context_keeps_the_known_terms_until_new_weights() -> None:
+    """A frozen grouped context (as the coder's float64 copy is) computes each stage's 0/1-map
+    convolution once per size; loading other weights drops them, and a trainable one keeps none."""
+    ctx = _live_context(2).double()
+    params = torch.randn(1, 16, 6, 6, dtype=torch.float64)
+    y = torch.randn(1, 8, 6, 6, dtype=torch.float64) * 3
+
+    def coded() -> torch.Tensor:
+        with torch.no_grad():
+            return ctx.staged(params, y)
+
+    trained = coded()
+    assert not ctx._known_terms[1]  # trainable: nothing kept
+    for p in ctx.parameters():
+        p.requires_grad_(False)
+    assert torch.equal(coded(), trained) and len(ctx._known_terms[1]) == 3  # stages 0-2 feed a later one
+    other = _live_context(2).double()
+    with torch.no_grad():
+        other.spatial.weight.mul_(2.0)
+    ctx.load_state_dict(other.state_dict())
+    assert not ctx._known_terms[1]
+    moved = coded()
+    assert not torch.equal(moved, trained)
+    for p in ctx.parameters():
+        p.requires_grad_(True)
+    torch.testing.assert_close(coded(), moved, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("straight_through", [False, True], ids=["detached", "straight-through"])

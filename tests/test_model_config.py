@@ -16,11 +16,6 @@ from dmenet_geo.model.config import DEFAULT_LAMBDAS, ConfigError
 
 
 @pytest.fixture(scope="module")
-def tiles(sample_tiles: torch.Tensor) -> torch.Tensor:
-    return sample_tiles
-
-
-@pytest.fixture(scope="module")
 def model16() -> DMENet:
     return loud_model(16, seed=16)
 
@@ -52,10 +47,10 @@ def test_latent_width_is_tied_to_n_unless_set() -> None:
 
 
 @pytest.mark.parametrize("context", ["none", "checkerboard"])
-def test_wide_latent_model_shapes_and_round_trip(context: str, tiles: torch.Tensor) -> None:
+def test_wide_latent_model_shapes_and_round_trip(context: str, sample_tiles: torch.Tensor) -> None:
     torch.manual_seed(0)
     model = DMENet(DMENetConfig(n=16, m=40, context=context))
-    x = crop(tiles[:2], 64, 64)
+    x = crop(sample_tiles[:2], 64, 64)
     out = model(x, torch.tensor([1.0, 7.5]))
     assert out.likelihoods_y.shape[1] == 40 and out.likelihoods_z.shape[1] == 16
     assert model.log_gain.shape == (8, 40) and model.log_hyper_gain.shape == (8, 16)
@@ -137,9 +132,9 @@ def test_quality_out_of_range(quality: float) -> None:
         config.lambda_for(quality)
 
 
-def test_compress_rejects_quality_out_of_range(small_model: DMENet, tiles: torch.Tensor) -> None:
+def test_compress_rejects_quality_out_of_range(small_model: DMENet, sample_tiles: torch.Tensor) -> None:
     with pytest.raises(ConfigError):
-        small_model.compress(crop(tiles[:1], 64, 64), 8.5)
+        small_model.compress(crop(sample_tiles[:1], 64, 64), 8.5)
 
 
 # ------------------------------------------------------------------------------ gain / quality
@@ -169,8 +164,8 @@ def test_gain_interpolates_log_linearly(small_model: DMENet) -> None:
     torch.testing.assert_close(log_g[1], (log_g[0] + log_g[2]) / 2)
 
 
-def test_quality_is_continuous(model16: DMENet, tiles: torch.Tensor) -> None:
-    x = crop(tiles[2:3], 128, 128, top=64, left=64).expand(5, -1, -1, -1).contiguous()
+def test_quality_is_continuous(model16: DMENet, sample_tiles: torch.Tensor) -> None:
+    x = crop(sample_tiles[2:3], 128, 128, top=64, left=64).expand(5, -1, -1, -1).contiguous()
     qualities = [2.0, 2.25, 2.5, 2.75, 3.0]
     latents = model16.compress(x, qualities)
     x_hat, digests = model16.decompress(latents)

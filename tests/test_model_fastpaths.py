@@ -72,7 +72,10 @@ def test_seb_uses_the_sampled_path_only_for_cpu_float32(monkeypatch: pytest.Monk
         assert torch.equal(seb64(x64), ref64)  # float64 (the exact decoder): torchvision, bit for bit
 
 
-def test_cached_cdf_tables_code_exactly_like_compressai() -> None:
+@pytest.mark.parametrize("rows", [None, (3, 17, 40, 41)], ids=["all-rows", "few-rows"])
+def test_cached_cdf_tables_code_exactly_like_compressai(rows: tuple[int, ...] | None) -> None:
+    """The coder passes CompressAI only the table rows a call uses, renumbered: the same strings as
+    CompressAI's own coder with the whole table, also when a string is read in parts."""
     torch.manual_seed(0)
     model = DMENet(DMENetConfig(n=16))
     model.update(force=True)
@@ -80,12 +83,17 @@ def test_cached_cdf_tables_code_exactly_like_compressai() -> None:
     gc = model.gaussian_conditional
     symbols = torch.round(torch.randn(3, 16, 5, 7) * 4)
     indexes = torch.randint(0, int(gc._quantized_cdf.shape[0]), symbols.shape, dtype=torch.int32)
+    if rows is not None:
+        indexes = torch.tensor(rows, dtype=torch.int32)[indexes % len(rows)]
     coder = model._coder()
     strings = [coder.encode(symbols[i], indexes[i]) for i in range(3)]
     assert strings == gc.compress(symbols, indexes)
     decoded = coder.decode(strings, indexes)
     assert decoded.dtype == torch.float32 and torch.equal(decoded, symbols)
     assert torch.equal(decoded, gc.decompress(strings, indexes))
+    read = coder.decoder(strings[0])
+    parts = [read(indexes[0, :5]), read(indexes[0, 5:6]), read(indexes[0, 6:])]
+    assert torch.equal(torch.cat(parts).float(), symbols[0])
     model.update(force=True)  # rebuilding the tables drops the cache
     assert model._symbol_coder is None and model._coder().tables == coder.tables
     with pytest.raises(ValueError):

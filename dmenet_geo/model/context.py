@@ -15,6 +15,8 @@ analysis, synthesis or hyperprior weights.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -58,6 +60,8 @@ class CheckerboardContext(nn.Module):
         if groups < 1 or n % groups:
             raise ValueError(f"groups must divide the {n} latent channels, got {groups}")
         self.n, self.groups = n, groups
+        self._known_terms: tuple[Tensor | None, dict[tuple[object, ...], Tensor]] = (None, {})  # _known_term
+        self.register_load_state_dict_post_hook(self._forget_known_terms)
         self.spatial = nn.Conv2d(n if groups == 1 else 2 * n, 2 * n, 5, padding=2)
         self.fuse = nn.Sequential(
             nn.Conv2d(4 * n, 3 * n, 1),
@@ -90,19 +94,56 @@ class CheckerboardContext(nn.Module):
         assert bias is not None
         return bias.to(params.dtype).reshape(1, -1, 1, 1).expand_as(params)
 
-    def add_stage(self, spatial: Tensor, decoded: Tensor, mask: Tensor, stage: int) -> Tensor:
-        """With channel groups: ``spatial`` plus the convolution of stage ``stage``'s values (``decoded``
-        where ``mask``) and of its 0/1 map. Only that stage's group of input channels is convolved, a
-        ``1 / groups`` share of the full convolution over everything known."""
+    def refine_entries(self, params: Tensor, hidden: Tensor, spatial: Tensor, rows: Tensor) -> Tensor:
+        """:meth:`refine` at some entries only: ``params`` (B, 2n, K) raw parameters, ``hidden``
+        (B, 3n, K) the first layer's part from them (:meth:`params_hidden`) and ``spatial`` (B, 2n, K)
+        the convolution of what is known, all at the same K positions; returns the refined rows
+        ``rows`` (of the 2n) there. The same arithmetic as :meth:`refine`, evaluated on fewer values."""
+        first, second, last = (cast(nn.Conv2d, self.fuse[i]) for i in (0, 2, 4))
+        slope = cast(nn.LeakyReLU, self.fuse[1]).negative_slope
+        h = F.leaky_relu(hidden + torch.matmul(first.weight[:, 2 * self.n :, 0, 0], spatial), slope)
+        h = F.leaky_relu(torch.matmul(second.weight[:, :, 0, 0], h) + _column(second.bias), slope)
+        out = torch.matmul(last.weight[rows, :, 0, 0], h) + _column(last.bias)[rows]
+        return params[:, rows] + out
+
+    def params_hidden(self, params: Tensor) -> Tensor:
+        """The first fuse layer's part from the raw parameters (B, 2n, K), bias included."""
+        first = cast(nn.Conv2d, self.fuse[0])
+        return torch.matmul(first.weight[:, : 2 * self.n, 0, 0], params) + _column(first.bias)
+
+    def add_stage(self, spatial: Tensor, values: Tensor, stage: int) -> Tensor:
+        """With channel groups: ``spatial`` plus the convolution of stage ``stage``'s values
+        (``values``, (B, n / groups, H, W): its group's channels, zero outside its positions) and of
+        its 0/1 map. Only that group's input channels are convolved, a ``1 / groups`` share of the
+        full convolution over everything known."""
+        start = stage // 2 * (self.n // self.groups)
+        weight = self.spatial.weight.to(values.dtype)
+        value_part = F.conv2d(values, weight[:, start : start + values.shape[1]], padding=2)
+        return spatial + value_part + self._known_term(stage, values)
+
+    def _known_term(self, stage: int, values: Tensor) -> Tensor:
+        """The convolution of stage ``stage``'s 0/1 map. It depends on the weights and the latent's
+        size only, so a frozen context (as the coder's float64 copies are) computes it once per size
+        and keeps it until its weights are replaced or loaded."""
         size = self.n // self.groups
-        start = stage // 2 * size
-        group = slice(start, start + size)
-        weight = self.spatial.weight.to(decoded.dtype)
-        values = torch.where(mask, decoded, torch.zeros((), dtype=decoded.dtype, device=decoded.device))
-        ones = mask[group].to(decoded.dtype).unsqueeze(0)
-        value_part = F.conv2d(values[:, group], weight[:, group], padding=2)
-        mask_part = F.conv2d(ones, weight[:, self.n + start : self.n + start + size], padding=2)
-        return spatial + value_part + mask_part
+        start = self.n + stage // 2 * size
+        height, width = values.shape[-2:]
+        half = anchor_mask(height, width, values.device) ^ bool(stage % 2)
+        known = half.to(values.dtype).expand(1, size, height, width)
+        weight = self.spatial.weight
+        if weight.requires_grad:
+            return F.conv2d(known, weight[:, start : start + size].to(values.dtype), padding=2)
+        owner, terms = self._known_terms
+        if owner is not weight:  # a tuple, so that the module does not register the weight twice
+            terms = {}
+            self._known_terms = (weight, terms)
+        key = (stage, height, width, values.dtype, values.device)
+        if key not in terms:
+            terms[key] = F.conv2d(known, weight[:, start : start + size].to(values.dtype), padding=2)
+        return terms[key]
+
+    def _forget_known_terms(self, *_: object) -> None:
+        self._known_terms = (None, {})
 
     def staged(self, params: Tensor, y: Tensor, straight_through: bool = False) -> Tensor:
         """Training-time parameters for every position, each from its stage's context: the earlier
@@ -122,11 +163,14 @@ class CheckerboardContext(nn.Module):
 class CodingStages:
     """The entropy parameters of each stage in turn, as the coder and the training pass see them.
 
-    Call :meth:`parameters` for the next stage, code it, then :meth:`record` its decoded values.
-    With one group this is exactly ``context(params, known_values, known)``, as the shipped
-    checkerboard models were coded. With channel groups the spatial convolution is a running sum
-    (:meth:`CheckerboardContext.add_stage`), which differs from the full convolution in its last
-    bits, never between encoder and decoder, which both come here.
+    The coder calls :meth:`stage_parameters` for the next stage's entries (in coding order: channel,
+    row, column), codes them, then :meth:`record_stage` with their decoded values; the training pass
+    uses the full tensors (:meth:`parameters`, :meth:`record`). With one group the parameters are
+    exactly ``context(params, known_values, known)``, as the shipped checkerboard models were coded.
+    With channel groups the spatial convolution is a running sum
+    (:meth:`CheckerboardContext.add_stage`) and the coder evaluates the fuse layers at the stage's
+    entries only (:meth:`CheckerboardContext.refine_entries`); both differ from the full context in
+    their last bits, never between encoder and decoder, which both come here.
     """
 
     def __init__(self, context: CheckerboardContext, params: Tensor) -> None:
@@ -134,25 +178,80 @@ class CodingStages:
         device = params.device
         self.context, self.params = context, params
         self.masks = context.stages(height, width, device)
+        anchors = anchor_mask(height, width, device).reshape(-1)
+        halves = (anchors.nonzero().squeeze(1), (~anchors).nonzero().squeeze(1))
+        size = context.n // context.groups
+        self._entries = [
+            (slice(g * size, (g + 1) * size), halves[k]) for g in range(context.groups) for k in (0, 1)
+        ]
         self._stage = 0
+        self._shape = (height, width)
         if context.groups == 1:
-            self._known_values = torch.zeros(b, context.n, height, width, dtype=params.dtype, device=device)
+            self._known_values = torch.zeros(b, context.n, height * width, dtype=params.dtype, device=device)
             self._known = torch.zeros(context.n, height, width, dtype=torch.bool, device=device)
         else:
             self._spatial = context.empty_spatial(params)
+            self._at: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def gather(self, full: Tensor) -> Tensor:
+        """The current stage's entries of ``full`` (B, C, H, W) as (B, c, K): its channels of the
+        first C / 2 (C = n) or of both halves (C = 2n, scales then means), at its K positions."""
+        channels, positions = self._entries[self._stage]
+        flat = full.flatten(2)
+        if full.shape[1] == self.context.n:
+            return flat[:, channels, positions]
+        n = self.context.n
+        upper = slice(n + channels.start, n + channels.stop)
+        return torch.cat([flat[:, channels, positions], flat[:, upper, positions]], dim=1)
+
+    def place(self, full: Tensor, part: Tensor) -> None:
+        """Write the current stage's entries ``part`` (B, c, K) into ``full`` (B, n, H, W), in place."""
+        channels, positions = self._entries[self._stage]
+        full.view(full.shape[0], full.shape[1], -1)[:, channels, positions] = part
 
     def parameters(self) -> Tensor:
         """Refined (scales, means) for every position; the next stage uses those of its own."""
         if self.context.groups == 1:
-            return self.context(self.params, self._known_values, self._known)
+            known_values = self._known_values.reshape(self._known_values.shape[:2] + self._shape)
+            return self.context(self.params, known_values, self._known)
         return self.context.refine(self.params, self._spatial)
 
-    def record(self, decoded: Tensor) -> None:
-        """The stage just coded: ``decoded`` holds its latent values at its positions."""
-        mask = self.masks[self._stage]
+    def stage_parameters(self) -> Tensor:
+        """Refined (scales, means) of the current stage's entries only, (B, 2c, K)."""
         if self.context.groups == 1:
-            self._known_values = torch.where(mask, decoded, self._known_values)
-            self._known = self._known | mask
-        else:
-            self._spatial = self.context.add_stage(self._spatial, decoded, mask, self._stage)
+            return self.gather(self.parameters())
+        channels, positions = self._entries[self._stage]
+        half = self._stage % 2
+        if half not in self._at:  # the raw parameters and their first-layer part, at these positions
+            at = self.params.flatten(2)[:, :, positions]
+            self._at[half] = (at, self.context.params_hidden(at))
+        params, hidden = self._at[half]
+        rows = torch.arange(channels.start, channels.stop, device=positions.device)
+        rows = torch.cat([rows, rows + self.context.n])  # its scales, then its means
+        return self.context.refine_entries(params, hidden, self._spatial.flatten(2)[:, :, positions], rows)
+
+    def record(self, decoded: Tensor) -> None:
+        """The stage just coded: ``decoded`` (B, n, H, W) holds its latent values at its positions."""
+        self.record_stage(self.gather(decoded))
+
+    def record_stage(self, values: Tensor) -> None:
+        """The stage just coded: its decoded latent values, (B, c, K) as :meth:`gather` orders them."""
+        channels, positions = self._entries[self._stage]
+        mask = self.masks[self._stage]
         self._stage += 1
+        if self._stage == len(self.masks):
+            return  # nothing is coded after the last stage
+        if self.context.groups == 1:
+            self._known_values = self._known_values.index_copy(2, positions, values)
+            self._known = self._known | mask
+            return
+        b, c = values.shape[:2]
+        empty = values.new_zeros(b, c, self._shape[0] * self._shape[1])
+        stage_values = empty.index_copy(2, positions, values).reshape(b, c, *self._shape)
+        self._spatial = self.context.add_stage(self._spatial, stage_values, self._stage - 1)
+
+
+def _column(bias: Tensor | None) -> Tensor:
+    """A convolution's bias as a (C, 1) column for matrix products over (B, C, K)."""
+    assert bias is not None
+    return bias.reshape(-1, 1)
