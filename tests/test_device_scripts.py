@@ -60,7 +60,8 @@ def test_train_sh_returns_weights_in_parts_that_assemble_and_load(tmp_path: Path
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     parts = sorted(out.glob("weights.pt.part*"))
-    assert len(parts) == 4  # 3.8 MB in 1 MiB parts
+    sizes = [p.stat().st_size for p in parts]  # the weights (several MB) in 1 MiB parts
+    assert len(parts) >= 2 and all(n == 2**20 for n in sizes[:-1]) and 0 < sizes[-1] <= 2**20
     assert "checkpoint step=" in (out / "train.log").read_text()
     dest = tmp_path / "joined"
     sha = assemble.assemble(out, dest)
