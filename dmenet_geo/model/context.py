@@ -125,21 +125,25 @@ class CheckerboardContext(nn.Module):
         """The convolution of stage ``stage``'s 0/1 map. It depends on the weights and the latent's
         size only, so a frozen context (as the coder's float64 copies are) computes it once per size
         and keeps it until its weights are replaced or loaded."""
-        size = self.n // self.groups
-        start = self.n + stage // 2 * size
         height, width = values.shape[-2:]
-        half = anchor_mask(height, width, values.device) ^ bool(stage % 2)
-        known = half.to(values.dtype).expand(1, size, height, width)
         weight = self.spatial.weight
-        if weight.requires_grad:
+
+        def convolve() -> Tensor:
+            size = self.n // self.groups
+            start = self.n + stage // 2 * size
+            half = anchor_mask(height, width, values.device) ^ bool(stage % 2)
+            known = half.to(values.dtype).expand(1, size, height, width)
             return F.conv2d(known, weight[:, start : start + size].to(values.dtype), padding=2)
+
+        if weight.requires_grad:
+            return convolve()
         owner, terms = self._known_terms
         if owner is not weight:  # a tuple, so that the module does not register the weight twice
             terms = {}
             self._known_terms = (weight, terms)
         key = (stage, height, width, values.dtype, values.device)
         if key not in terms:
-            terms[key] = F.conv2d(known, weight[:, start : start + size].to(values.dtype), padding=2)
+            terms[key] = convolve()
         return terms[key]
 
     def _forget_known_terms(self, *_: object) -> None:
@@ -192,6 +196,8 @@ class CodingStages:
         else:
             self._spatial = context.empty_spatial(params)
             self._at: dict[int, tuple[Tensor, Tensor]] = {}
+            rows = [torch.arange(g * size, (g + 1) * size, device=device) for g in range(context.groups)]
+            self._rows = [torch.cat([r, r + context.n]) for r in rows]  # each group's scales, then means
 
     def gather(self, full: Tensor) -> Tensor:
         """The current stage's entries of ``full`` (B, C, H, W) as (B, c, K): its channels of the
@@ -220,14 +226,13 @@ class CodingStages:
         """Refined (scales, means) of the current stage's entries only, (B, 2c, K)."""
         if self.context.groups == 1:
             return self.gather(self.parameters())
-        channels, positions = self._entries[self._stage]
+        _, positions = self._entries[self._stage]
         half = self._stage % 2
         if half not in self._at:  # the raw parameters and their first-layer part, at these positions
             at = self.params.flatten(2)[:, :, positions]
             self._at[half] = (at, self.context.params_hidden(at))
         params, hidden = self._at[half]
-        rows = torch.arange(channels.start, channels.stop, device=positions.device)
-        rows = torch.cat([rows, rows + self.context.n])  # its scales, then its means
+        rows = self._rows[self._stage // 2]
         return self.context.refine_entries(params, hidden, self._spatial.flatten(2)[:, :, positions], rows)
 
     def record(self, decoded: Tensor) -> None:
@@ -236,14 +241,13 @@ class CodingStages:
 
     def record_stage(self, values: Tensor) -> None:
         """The stage just coded: its decoded latent values, (B, c, K) as :meth:`gather` orders them."""
-        channels, positions = self._entries[self._stage]
-        mask = self.masks[self._stage]
+        _, positions = self._entries[self._stage]
         self._stage += 1
         if self._stage == len(self.masks):
             return  # nothing is coded after the last stage
         if self.context.groups == 1:
             self._known_values = self._known_values.index_copy(2, positions, values)
-            self._known = self._known | mask
+            self._known = self._known | self.masks[self._stage - 1]
             return
         b, c = values.shape[:2]
         empty = values.new_zeros(b, c, self._shape[0] * self._shape[1])
