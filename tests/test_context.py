@@ -139,7 +139,7 @@ def test_running_convolution_matches_the_full_context(groups: int) -> None:
             torch.testing.assert_close(entries.flatten(1), in_order, rtol=0, atol=1e-12)
         reference = torch.where(mask.repeat(2, 1, 1), full, reference)
         decoded = torch.round(y - full[:, 8:]) + full[:, 8:]
-        stages.record(decoded)
+        stages.record_stage(stages.gather(decoded))
         stage_values = torch.stack([d[mask] for d in decoded])
         coder.record_stage(stage_values.reshape(entries.shape[0], entries.shape[1] // 2, -1))
         known_values, known = torch.where(mask, decoded, known_values), known | mask
@@ -173,6 +173,41 @@ def test_frozen_context_keeps_the_known_terms_until_new_weights() -> None:
     for p in ctx.parameters():
         p.requires_grad_(True)
     torch.testing.assert_close(coded(), moved, rtol=0, atol=0)
+
+
+def _staged_full(ctx: CheckerboardContext, params: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The staged parameters from the full tensors at every stage (each stage keeping its own
+    positions), rounded straight through: the form ``staged`` computes at the entries only."""
+    out = torch.zeros_like(params)
+    stages = CodingStages(ctx, params)
+    for mask in stages.masks:
+        full = stages.parameters()
+        out = torch.where(mask.repeat(2, 1, 1), full, out)
+        means = full[:, ctx.n :]
+        stages.record_stage(stages.gather(y + (torch.round(y - means) + means - y).detach()))
+    return out
+
+
+@pytest.mark.parametrize("groups", [1, 2, 4], ids=["checkerboard", "2groups", "4groups"])
+def test_staged_entries_match_the_full_form_with_gradients(groups: int) -> None:
+    """Training and refinement differentiate ``staged``: its values and its gradients, for the
+    context's weights, the raw parameters and the latent (straight through), are those of the
+    full-tensor form it replaced, to float64 rounding."""
+    ctx = _live_context(groups).double()
+    torch.manual_seed(4)
+    params = torch.randn(2, 16, 7, 5, dtype=torch.float64, requires_grad=True)
+    y = (torch.randn(2, 8, 7, 5, dtype=torch.float64) * 3).requires_grad_(True)
+    weights = torch.randn(2, 16, 7, 5, dtype=torch.float64)
+    inputs = [params, y, *ctx.parameters()]
+    grads = []
+    for form in (lambda: ctx.staged(params, y, straight_through=True), lambda: _staged_full(ctx, params, y)):
+        out = form()
+        grads.append((out.detach(), torch.autograd.grad((out * weights).sum(), inputs)))
+    (entries, entry_grads), (full, full_grads) = grads
+    torch.testing.assert_close(entries, full, rtol=0, atol=1e-12)
+    for a, b in zip(entry_grads, full_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+    assert float(entry_grads[1].abs().sum()) > 0 and float(entry_grads[-1].abs().sum()) > 0
 
 
 @pytest.mark.parametrize("straight_through", [False, True], ids=["detached", "straight-through"])

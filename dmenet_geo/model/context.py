@@ -152,16 +152,23 @@ class CheckerboardContext(nn.Module):
     def staged(self, params: Tensor, y: Tensor, straight_through: bool = False) -> Tensor:
         """Training-time parameters for every position, each from its stage's context: the earlier
         stages' values of ``y``, rounded around their means as the decoder would see them. The
-        rounding passes no gradient to ``y`` unless ``straight_through`` (the identity backward)."""
-        out = torch.zeros_like(params)
+        rounding passes no gradient to ``y`` unless ``straight_through`` (the identity backward).
+
+        Each stage's parameters are computed at its own entries only, as the coder computes them
+        (:meth:`CodingStages.stage_parameters`), and placed into the output."""
         stages = CodingStages(self, params)
-        for mask in stages.masks:
-            stage = stages.parameters()
-            out = torch.where(mask.repeat(2, 1, 1), stage, out)
-            means = stage.chunk(2, dim=1)[1]
-            decoded = ste_round(y, means) if straight_through else (torch.round(y - means) + means).detach()
-            stages.record(decoded)
-        return out
+        parts = []
+        for _ in stages.masks:
+            stage = stages.stage_parameters()
+            means = stage[:, stage.shape[1] // 2 :]
+            values = stages.gather(y)
+            if straight_through:
+                decoded = ste_round(values, means)
+            else:
+                decoded = (torch.round(values - means) + means).detach()
+            parts.append(stage)
+            stages.record_stage(decoded)
+        return stages.scatter(parts)
 
 
 class CodingStages:
@@ -169,7 +176,9 @@ class CodingStages:
 
     The coder calls :meth:`stage_parameters` for the next stage's entries (in coding order: channel,
     row, column), codes them, then :meth:`record_stage` with their decoded values; the training pass
-    uses the full tensors (:meth:`parameters`, :meth:`record`). With one group the parameters are
+    (:meth:`CheckerboardContext.staged`) does the same, differentiably, and :meth:`scatter` places
+    the entries into a full tensor. :meth:`parameters` gives every position's refined parameters for
+    the current stage (the coder's one-group path, and the tests). With one group the parameters are
     exactly ``context(params, known_values, known)``, as the shipped checkerboard models were coded.
     With channel groups the spatial convolution is a running sum
     (:meth:`CheckerboardContext.add_stage`) and the coder evaluates the fuse layers at the stage's
@@ -215,6 +224,19 @@ class CodingStages:
         channels, positions = self._entries[self._stage]
         full.view(full.shape[0], full.shape[1], -1)[:, channels, positions] = part
 
+    def scatter(self, parts: list[Tensor]) -> Tensor:
+        """Every stage's entries (B, 2c, K), as :meth:`stage_parameters` returned them in coding
+        order, placed into one (B, 2n, H, W) tensor; differentiable."""
+        n, (height, width) = self.context.n, self._shape
+        index = []
+        for channels, positions in self._entries:
+            rows = torch.arange(channels.start, channels.stop, device=positions.device)
+            rows = torch.cat([rows, rows + n])  # the group's scales, then its means
+            index.append((rows.unsqueeze(1) * (height * width) + positions).reshape(-1))
+        values = torch.cat([part.flatten(1) for part in parts], dim=1)
+        out = values.new_zeros(values.shape[0], 2 * n * height * width)
+        return out.index_copy(1, torch.cat(index), values).reshape(-1, 2 * n, height, width)
+
     def parameters(self) -> Tensor:
         """Refined (scales, means) for every position; the next stage uses those of its own."""
         if self.context.groups == 1:
@@ -234,10 +256,6 @@ class CodingStages:
         params, hidden = self._at[half]
         rows = self._rows[self._stage // 2]
         return self.context.refine_entries(params, hidden, self._spatial.flatten(2)[:, :, positions], rows)
-
-    def record(self, decoded: Tensor) -> None:
-        """The stage just coded: ``decoded`` (B, n, H, W) holds its latent values at its positions."""
-        self.record_stage(self.gather(decoded))
 
     def record_stage(self, values: Tensor) -> None:
         """The stage just coded: its decoded latent values, (B, c, K) as :meth:`gather` orders them."""
