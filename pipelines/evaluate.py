@@ -176,6 +176,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="torch device for the learned codecs")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="DMENet batches coded at once, in threads; for --refine, with --threads 1 and a small"
+        " --batch-size (refinement optimises one tile at a time)",
+    )
+    p.add_argument(
         "--threads", type=int, default=0, help="torch and encoder threads (0: torch default, 1 encoder)"
     )
     p.add_argument("--json", type=Path, default=None, help="write the result here")
@@ -208,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         refine=args.refine,
         device=args.device,
         batch_size=args.batch_size,
+        workers=args.workers,
         threads=args.threads or None,
         avif_speed=args.avif_speed,
         bd_method=args.bd_method,

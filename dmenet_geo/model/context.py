@@ -154,8 +154,8 @@ class CheckerboardContext(nn.Module):
         stages' values of ``y``, rounded around their means as the decoder would see them. The
         rounding passes no gradient to ``y`` unless ``straight_through`` (the identity backward).
 
-        Each stage's parameters are computed at its own entries only, as the coder computes them
-        (:meth:`CodingStages.stage_parameters`), and placed into the output."""
+        Each stage's parameters are those the coder computes (:meth:`CodingStages.stage_parameters`:
+        with channel groups at the stage's own entries only), placed into the output."""
         stages = CodingStages(self, params)
         parts = []
         for _ in stages.masks:

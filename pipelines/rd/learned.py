@@ -9,14 +9,14 @@ entropy-coded strings (``len(y) + len(z)``, no header). The curve records which 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipelines.rd.results import DMENET, RDCurve, RDPoint, point_line
+from pipelines.rd.sweep import Coded, sweep
 from pipelines.rd.tiles import log, tile_metrics
 
 __all__ = ["DEFAULT_QUALITIES", "evaluate_compressai", "evaluate_dmenet", "evaluate_gain_baseline"]
@@ -35,43 +35,6 @@ def _to_tensor(tiles: Sequence[np.ndarray]) -> Any:
     import torch
 
     return torch.from_numpy(np.stack(tiles).transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
-
-
-@dataclass
-class _Coded:
-    """One batch coded and decoded: bytes and reconstruction per tile, and the time it took."""
-
-    nbytes: list[int] = field(default_factory=list)
-    recs: list[np.ndarray] = field(default_factory=list)
-    enc_s: float = 0.0
-    dec_s: float = 0.0
-
-
-def _sweep(
-    tiles: Sequence[np.ndarray],
-    qualities: Sequence[float],
-    label: str,
-    batch_size: int,
-    progress: bool,
-    code: Callable[[Sequence[np.ndarray], float], _Coded],
-) -> list[RDPoint]:
-    """One RD point per quality: ``code`` every batch of tiles, then measure the reconstructions."""
-    pixels = tiles[0].shape[0] * tiles[0].shape[1]
-    points = []
-    for i, q in enumerate(qualities, 1):
-        t0 = time.perf_counter()
-        total = _Coded()
-        for start in range(0, len(tiles), batch_size):
-            part = code(tiles[start : start + batch_size], float(q))
-            total.nbytes += part.nbytes
-            total.recs += part.recs
-            total.enc_s += part.enc_s
-            total.dec_s += part.dec_s
-        per_tile = [tile_metrics(t, r) for t, r in zip(tiles, total.recs, strict=True)]
-        p = RDPoint.from_tiles(float(q), total.nbytes, per_tile, pixels, total.enc_s, total.dec_s)
-        points.append(p)
-        log(point_line(f"[{i}/{len(qualities)}] {label} q={q:g}", p, time.perf_counter() - t0), progress)
-    return points
 
 
 def _codec_for(model: str | Path) -> tuple[Any, str]:
@@ -113,11 +76,13 @@ def evaluate_dmenet(
     progress: bool = True,
     label: str = DMENET,
     refine: int = 0,
+    workers: int = 1,
 ) -> RDCurve:
     """DMENet curve over ``qualities``: codec chunk bytes (``rate="codec"``), the same container
     packed around the model's latent strings (``"container"``, any weights), the raw latent strings
     (``"latents"``), or the codec when it can be used and the container otherwise (``"auto"``).
-    ``refine`` > 0 optimises each tile's latent for that many steps before coding (encoder only)."""
+    ``refine`` > 0 optimises each tile's latent for that many steps before coding (encoder only);
+    ``workers`` batches are coded at once (:func:`pipelines.rd.sweep.sweep`)."""
     from dmenet_geo.codec.bitstream import MODEL_ID_BYTES, model_id_for
     from dmenet_geo.model import get_model, load_model
 
@@ -151,8 +116,8 @@ def evaluate_dmenet(
         progress,
     )
 
-    def code(batch: Sequence[np.ndarray], q: float) -> _Coded:
-        out = _Coded()
+    def code(batch: Sequence[np.ndarray], q: float) -> Coded:
+        out = Coded()
         if codec_cls is not None:
             codec = codec_cls(quality=float(q), model=str(model), refine=refine)
             t = time.perf_counter()
@@ -186,7 +151,7 @@ def evaluate_dmenet(
         out.recs = list(_to_uint8(x_hat))
         return out
 
-    points = _sweep(tiles, qualities, label, batch_size, progress, code)
+    points = sweep(tiles, qualities, label, batch_size, progress, code, workers)
     return RDCurve(label, "dmenet", "quality", points, rate_source=rate_source, model=str(model))
 
 
@@ -288,8 +253,8 @@ def evaluate_gain_baseline(
     net = net.to(device).eval()
     label = f"{ARCH} ({weights.parent.name})"
 
-    def code(batch: Sequence[np.ndarray], q: float) -> _Coded:
-        out = _Coded()
+    def code(batch: Sequence[np.ndarray], q: float) -> Coded:
+        out = Coded()
         with torch.inference_mode():
             x = _to_tensor(batch).to(device)
             t = time.perf_counter()
@@ -302,7 +267,7 @@ def evaluate_gain_baseline(
         out.recs = list(_to_uint8(x_hat))
         return out
 
-    points = _sweep(tiles, qualities, label, batch_size, progress, code)
+    points = sweep(tiles, qualities, label, batch_size, progress, code)
     return RDCurve(
         label,
         "compressai",

@@ -68,6 +68,7 @@ def evaluate(
     compressai_label: str = "mbt2018-mean",
     dmenet_rate: str = "auto",
     refine: int = 0,
+    workers: int = 1,
     device: str = "cpu",
     batch_size: int = 16,
     threads: int | None = None,
@@ -79,7 +80,8 @@ def evaluate(
 
     ``model=None`` skips DMENet. ``codecs`` are keys of :data:`CLASSICAL_CODECS` (default: all that
     the installed imagecodecs provides); ``sweeps`` overrides their settings per key. ``refine``
-    applies to the shipped DMENet model only, not to baselines.
+    and ``workers`` (batches coded at once, in threads) apply to the DMENet model only, not to
+    baselines.
     """
     import imagecodecs
     import torch
@@ -103,7 +105,7 @@ def evaluate(
     curves: dict[str, RDCurve] = {}
     if model is not None:
         curves[DMENET] = evaluate_dmenet(
-            tiles, qualities, model, dmenet_rate, device, batch_size, progress, refine=refine
+            tiles, qualities, model, dmenet_rate, device, batch_size, progress, refine=refine, workers=workers
         )
     for b in map(Path, baselines):
         c = _learned_baseline(b, tiles, qualities, baseline_curve, dmenet_rate, device, batch_size, progress)
