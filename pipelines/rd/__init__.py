@@ -5,6 +5,7 @@
   its JSON form.
 * :mod:`pipelines.rd.classical`: imagecodecs encoders / decoders and their sweeps.
 * :mod:`pipelines.rd.learned`: DMENet and CompressAI (mbt2018-mean) curves.
+* :mod:`pipelines.rd.sweep`: a learned codec's quality sweep, batch by batch (threads optional).
 * :mod:`pipelines.rd.bd`: Bjontegaard delta rate and quality.
 * :mod:`pipelines.rd.report`: BD table, text table, plot, JSON file input and output.
 * :mod:`pipelines.rd.run`: the whole evaluation (:func:`pipelines.rd.run.evaluate`).
