@@ -199,14 +199,14 @@ class CodingStages:
         ]
         self._stage = 0
         self._shape = (height, width)
+        rows = [torch.arange(g * size, (g + 1) * size, device=device) for g in range(context.groups)]
+        self._rows = [torch.cat([r, r + context.n]) for r in rows]  # each group's scales, then means
         if context.groups == 1:
             self._known_values = torch.zeros(b, context.n, height * width, dtype=params.dtype, device=device)
             self._known = torch.zeros(context.n, height, width, dtype=torch.bool, device=device)
         else:
             self._spatial = context.empty_spatial(params)
             self._at: dict[int, tuple[Tensor, Tensor]] = {}
-            rows = [torch.arange(g * size, (g + 1) * size, device=device) for g in range(context.groups)]
-            self._rows = [torch.cat([r, r + context.n]) for r in rows]  # each group's scales, then means
 
     def gather(self, full: Tensor) -> Tensor:
         """The current stage's entries of ``full`` (B, C, H, W) as (B, c, K): its channels of the
@@ -228,11 +228,10 @@ class CodingStages:
         """Every stage's entries (B, 2c, K), as :meth:`stage_parameters` returned them in coding
         order, placed into one (B, 2n, H, W) tensor; differentiable."""
         n, (height, width) = self.context.n, self._shape
-        index = []
-        for channels, positions in self._entries:
-            rows = torch.arange(channels.start, channels.stop, device=positions.device)
-            rows = torch.cat([rows, rows + n])  # the group's scales, then its means
-            index.append((rows.unsqueeze(1) * (height * width) + positions).reshape(-1))
+        index = [
+            (self._rows[stage // 2].unsqueeze(1) * (height * width) + positions).reshape(-1)
+            for stage, (_, positions) in enumerate(self._entries)
+        ]
         values = torch.cat([part.flatten(1) for part in parts], dim=1)
         out = values.new_zeros(values.shape[0], 2 * n * height * width)
         return out.index_copy(1, torch.cat(index), values).reshape(-1, 2 * n, height, width)
