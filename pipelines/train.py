@@ -81,6 +81,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "alone on frozen weights",
     )
     p.add_argument(
+        "--context-groups",
+        type=int,
+        default=None,
+        metavar="G",
+        help="channel groups of the checkerboard context (implies --context checkerboard); with "
+        "--init-weights of another grouping, the context starts afresh as a zero (identity) context "
+        "and trains with the rest",
+    )
+    p.add_argument(
         "--rate-warmup",
         type=_int_pair,
         default=None,
@@ -200,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                  {**cosine, "done": cosine_done()} if cosine is not None else None)
         print(f"checkpoint step={step} elapsed_h={elapsed / 3600:.2f}", flush=True)
 
-    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+    sums = torch.zeros(3, device=device)  # loss, bpp, mse summed on the device: no host sync per step
+    count = 0
     max_steps = args.steps or math.inf
     with StopOnSignal() as stop:
         while time.time() - start < args.hours * 3600 and not stop.requested and step < max_steps:
@@ -208,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                 lr = cosine_lr(cosine["lr"], cosine["min_lr"], cosine_done() / max(cosine["span"], 1e-9))
                 for group in opt.main.param_groups:
                     group["lr"] = lr
-            x = train_set.batch(args.batch, rng).to(device)
+            x = train_set.batch(args.batch, rng, device)
             q = torch.tensor([float(rng.randint(1, config.levels)) for _ in range(args.batch)])
             if args.rate_warmup is not None:
                 first, ramp = args.rate_warmup
@@ -216,20 +226,19 @@ def main(argv: list[str] | None = None) -> int:
                 run.criterion.rate_weights = warmup_weights(config.latent, first, ramp, done)
             terms = train_step(model, run.criterion, opt, x, q, args.clip)
             step += 1
-            acc["loss"] += float(terms.loss)
-            acc["bpp"] += float(terms.bpp)
-            acc["mse"] += float(terms.mse)
-            acc["n"] += 1
+            sums += torch.stack([terms.loss, terms.bpp, terms.mse])
+            count += 1
             if step % args.log_every == 0:
-                n = acc["n"]
+                loss, bpp, mse = (v / count for v in sums.tolist())
                 print(
-                    f"step={step} loss={acc['loss'] / n:.4f} bpp={acc['bpp'] / n:.4f} "
-                    f"psnr={10 * math.log10(1 / max(acc['mse'] / n, 1e-10)):.2f} "
+                    f"step={step} loss={loss:.4f} bpp={bpp:.4f} "
+                    f"psnr={10 * math.log10(1 / max(mse, 1e-10)):.2f} "
                     f"lr={opt.main.param_groups[0]['lr']:.2e} "
                     f"s/step={(time.time() - start) / max(1, step - start_step):.3f}",
                     flush=True,
                 )
-                acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+                sums.zero_()
+                count = 0
             if val_crops is not None and step % args.val_every == 0:
                 stats = validate(model, val_crops, levels, device)
                 if cosine is None:

@@ -73,3 +73,48 @@ def test_train_sh_returns_weights_in_parts_that_assemble_and_load(tmp_path: Path
     parts[0].write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # a damaged part is refused
     with pytest.raises(SystemExit, match="SHA-256 mismatch"):
         assemble.assemble(out, tmp_path / "bad")
+
+
+@pytest.mark.slow
+def test_train_many_runs_side_by_side_and_packs_each_run(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    meta = json.loads(DEFAULT.with_suffix(".json").read_text())
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "SKIP_WHEELS": "1",
+           "DEVICE_DATA": str(REPO / "sample_tiles")}
+    tiny = f"--steps {meta['steps'] + 1} --threads 1 --batch 2 --crop 64"
+    proc = subprocess.run(
+        ["bash", "pipelines/device/train_many.sh", "0.05", "same", f"{DEFAULT} {tiny}",
+         "regrouped", f"{DEFAULT} {tiny} --context-groups 2"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["regrouped.tar", "same.tar"]  # one file a run
+    for name, groups in (("same", meta["config"]["context_groups"]), ("regrouped", 2)):
+        raw = tmp_path / name
+        raw.mkdir()
+        subprocess.run(["tar", "xf", str(out / f"{name}.tar"), "-C", str(raw)], check=True)
+        assert len(list(raw.glob("weights.pt.part*"))) == 1  # in one part
+        assemble.assemble(raw, tmp_path / f"{name}-joined")
+        assert load_model(tmp_path / f"{name}-joined" / "weights.pt").config.context_groups == groups
+        assert f"== {name}" in proc.stdout
+
+
+def test_train_many_refuses_an_unpaired_run() -> None:
+    proc = subprocess.run(["bash", "pipelines/device/train_many.sh", "0.1", "lonely"], cwd=REPO,
+                          env={**os.environ, "OUT": "/nonexistent"}, capture_output=True, text=True)
+    assert proc.returncode == 2 and "usage" in proc.stderr
+
+
+@pytest.mark.slow
+def test_check_sh_runs_the_codec_checks_and_writes_the_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "SKIP_WHEELS": "1",
+           "CHECK_DEVICE": "cpu", "DEVICE_DATA": str(REPO / "sample_tiles"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(["bash", "pipelines/device/check.sh"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "golden chunks decoded on cpu" in proc.stdout and " passed" in proc.stdout
+    bench = json.loads((out / "bench_codec_cpu.json").read_text())
+    assert bench["device"] == "cpu" and bench["results"][0]["batch_equals_single"] is True

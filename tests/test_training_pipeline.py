@@ -218,6 +218,23 @@ def test_train_adds_a_context_to_init_weights(tmp_path: Path) -> None:
     DMENet(DMENetConfig.from_dict(meta["config"])).load_state_dict(state)
 
 
+def test_context_groups_start_a_fresh_context_and_keep_the_rest(tmp_path: Path) -> None:
+    _train(tmp_path / "a", "--context", "checkerboard", "--steps", "1")
+    init = tmp_path / "a" / "weights.pt"
+    meta = _train(tmp_path / "b", "--init-weights", str(init), "--context-groups", "4", "--steps", "2",
+                  "--lr", "0")
+    assert meta["config"]["context"] == "checkerboard" and meta["config"]["context_groups"] == 4
+    before = torch.load(init, map_location="cpu", weights_only=True)
+    after = torch.load(tmp_path / "b" / "weights.pt", map_location="cpu", weights_only=True)
+    model = DMENet(DMENetConfig.from_dict(meta["config"]))
+    model.load_state_dict(after)  # strict: the 4-group context is complete
+    assert after["context.spatial.weight"].shape[1] == 2 * before["context.spatial.weight"].shape[1]
+    assert all(v.abs().sum() == 0 for k, v in after.items() if k.startswith("context.fuse.4"))  # lr 0
+    assert torch.equal(after["g_a.0.conv.weight"], before["g_a.0.conv.weight"])  # the rest is kept
+    with pytest.raises(SystemExit, match="context-groups"):
+        _train(tmp_path / "c", "--init-weights", str(init), "--context-groups", "5", "--steps", "2")
+
+
 def test_install_keeps_the_previous_weights_under_their_sha(tmp_path: Path) -> None:
     from pipelines import install_weights
 

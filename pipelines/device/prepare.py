@@ -16,6 +16,10 @@ then, through the device tool (one call; see ``pipelines/device/train.sh``):
 
     run(command="bash pipelines/device/train.sh training/n128-widened/weights.pt 0.12",
         carry=[".devdata", ".whl"], timeout_s=590)
+
+``pipelines/device/train_many.sh`` trains several runs side by side in one such call (session 17:
+three at once, 0.06-0.08 s a step each at batch 64 of 128x128 crops); ``--with-codec`` adds the wheels that
+``pipelines/device/check.sh`` (the codec's CUDA checks) needs.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SHARED_TRAIN = REPO.parent / "shared" / "data" / "train"
 WHEELS = ("compressai==1.2.8", "pytorch-msssim==1.0.0")
+# what the codec's checks (check.sh) need besides: the numcodecs / Zarr stack of the project's pins
+CODEC_WHEELS = ("numcodecs==0.16.6", "zarr==3.1.5", "donfig==0.8.1.post1", "google-crc32c==1.9.0")
 CALL_LIMIT = 64 * 2**20  # what one device call may send: the tree plus the carried paths
 MARGIN = 2 * 2**20
 PLATFORMS = ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64",
@@ -73,11 +79,11 @@ def tree_bytes() -> int:
     return sum(p.stat().st_size for p in paths if p.is_file())
 
 
-def download_wheels(out: Path) -> list[str]:
+def download_wheels(out: Path, names: tuple[str, ...] = WHEELS) -> list[str]:
     shutil.rmtree(out, ignore_errors=True)
     platforms = [a for p in PLATFORMS for a in ("--platform", p)]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version",
-           "3.12", "--implementation", "cp", *platforms, "-d", str(out), *WHEELS]
+           "3.12", "--implementation", "cp", *platforms, "-d", str(out), *names]
     subprocess.run(cmd, check=True)
     return sorted(p.name for p in out.glob("*.whl"))
 
@@ -88,9 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mb", type=float, default=None,
                    help="data budget in MB (default: what the call's 64 MiB leave after the tree and wheels)")
     p.add_argument("--no-wheels", action="store_true", help="copy the data only")
+    p.add_argument("--with-codec", action="store_true",
+                   help="also the numcodecs / Zarr wheels that pipelines/device/check.sh needs (9.7 MB)")
     args = p.parse_args(argv)
     if not args.no_wheels:
-        print(".whl: " + ", ".join(download_wheels(REPO / ".whl")))
+        names = WHEELS + CODEC_WHEELS if args.with_codec else WHEELS
+        print(".whl: " + ", ".join(download_wheels(REPO / ".whl", names)))
     wheels = sum(p.stat().st_size for p in (REPO / ".whl").glob("*.whl"))
     tree = tree_bytes()
     budget = int(args.mb * 1e6) if args.mb is not None else CALL_LIMIT - tree - wheels - MARGIN

@@ -54,8 +54,18 @@ def _fresh_config(args: argparse.Namespace) -> DMENetConfig:
         use_sdpm=not args.no_sdpm,
         use_lsm=not args.no_lsm,
         lambdas=lambdas,
-        context=args.context or "none",
+        context="checkerboard" if args.context_groups else args.context or "none",
+        context_groups=args.context_groups or 1,
     )
+
+
+def _with_context(config: DMENetConfig, args: argparse.Namespace) -> DMENetConfig:
+    """``config`` with the context the options ask for (``--context``, ``--context-groups``)."""
+    if args.context_groups is not None:
+        return dataclasses.replace(config, context="checkerboard", context_groups=args.context_groups)
+    if args.context is not None:
+        return dataclasses.replace(config, context=args.context)
+    return config
 
 
 def start_run(args: argparse.Namespace, device: torch.device) -> RunStart:
@@ -72,10 +82,15 @@ def start_run(args: argparse.Namespace, device: torch.device) -> RunStart:
         if args.lambdas and args.lambdas != config.lambdas:
             retarget_from = config.lambdas
             config = dataclasses.replace(config, lambdas=args.lambdas)
-        if args.context is not None:
-            config = dataclasses.replace(config, context=args.context)
+        try:
+            config = _with_context(config, args)
+        except ValueError as err:
+            raise SystemExit(f"--context-groups: {err}") from None
     else:
-        config = _fresh_config(args)
+        try:
+            config = _fresh_config(args)
+        except ValueError as err:
+            raise SystemExit(f"model options: {err}") from None
     arch = checkpoint.get("arch", "dmenet") if checkpoint is not None else args.arch
     if arch != "dmenet":
         config = dataclasses.replace(config, use_mdei=False, use_sdpm=False, use_lsm=False, context="none")
@@ -103,6 +118,12 @@ def start_run(args: argparse.Namespace, device: torch.device) -> RunStart:
         if retarget_from is not None:
             state = retarget_gains(state, retarget_from, config.lambdas)
             print(f"gain tables re-targeted from lambdas {retarget_from} to {config.lambdas}", flush=True)
+        init_config = DMENetConfig.from_dict(meta["config"])
+        if (init_config.context, init_config.context_groups) != (config.context, config.context_groups):
+            state = {k: v for k, v in state.items() if not k.startswith("context.")}
+            print(f"context: {config.context} ({config.context_groups} group(s)) in place of the initial "
+                  f"weights' {init_config.context} ({init_config.context_groups}); its weights start "
+                  "afresh", flush=True)
         missing, unexpected = model.load_state_dict(state, strict=False)
         fresh = [k for k in missing if not k.startswith("context.")]
         if fresh or unexpected:
