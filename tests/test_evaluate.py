@@ -249,6 +249,7 @@ def test_cli_end_to_end(tmp_path: Path, tile_dir: Path) -> None:
     assert ev.main(argv) == 0
     result = json.loads(out_json.read_text())
     assert result["meta"]["tiles"] == 1
+    assert (result["meta"]["threads"], result["meta"]["workers"], result["meta"]["refine"]) == (1, 1, 0)
     assert set(result["curves"]) == {"DMENet", *(ev.CLASSICAL_CODECS[k].name for k in codecs)}
     assert len(result["curves"]["DMENet"]["points"]) == 2
     assert set(result["bd"]) == {ev.CLASSICAL_CODECS[k].name for k in codecs}

@@ -152,6 +152,11 @@ class RDMeta:
     )
     bd: str = "BD-rate of DMENet against each curve in percent (negative: DMENet needs fewer bits)"
     seconds: float = 0.0
+    # how the run was spread, which the timings depend on (None: not recorded, in older files)
+    threads: int | None = None  # torch threads asked for (0: torch's default)
+    workers: int | None = None  # DMENet batches coded at once
+    batch_size: int | None = None
+    refine: int | None = None  # DMENet refinement steps per tile
 
 
 @dataclass

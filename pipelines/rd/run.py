@@ -131,5 +131,9 @@ def evaluate(
         imagecodecs=imagecodecs.__version__,
         bd_method=bd_method,
         seconds=round(time.perf_counter() - t_start, 1),
+        threads=threads or 0,
+        workers=workers,
+        batch_size=batch_size,
+        refine=refine,
     )
     return RDResult(meta, curves, bd_table(curves, DMENET, bd_method))
