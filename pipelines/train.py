@@ -133,7 +133,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint-minutes", type=float, default=10.0)
     p.add_argument("--resume", type=Path, default=None, help="checkpoint.pt to continue")
     p.add_argument("--init-weights", type=Path, default=None, help="weights.pt to start from")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.context_groups is not None and (args.context == "none" or args.resume is not None):
+        p.error("--context-groups sets up a new run's checkerboard context: not with --context none "
+                "or --resume")
+    return args
 
 
 def _int_pair(text: str) -> tuple[int, int]:

@@ -233,6 +233,9 @@ def test_context_groups_start_a_fresh_context_and_keep_the_rest(tmp_path: Path) 
     assert torch.equal(after["g_a.0.conv.weight"], before["g_a.0.conv.weight"])  # the rest is kept
     with pytest.raises(SystemExit, match="context-groups"):
         _train(tmp_path / "c", "--init-weights", str(init), "--context-groups", "5", "--steps", "2")
+    for clash in (["--context", "none"], ["--resume", str(tmp_path / "b" / "checkpoint.pt")]):
+        with pytest.raises(SystemExit):
+            train.parse_args(["--train", "x", "--out", "y", "--context-groups", "2", *clash])
 
 
 def test_install_keeps_the_previous_weights_under_their_sha(tmp_path: Path) -> None:
