@@ -44,6 +44,8 @@ def test_subset_takes_aid_whole_then_rsscn7_round_robin_within_budget(tmp_path: 
     assert 1 <= len(rss) <= 2 and rss[0].parent.name == "c0"  # the first class first
     with pytest.raises(SystemExit, match="over the"):
         prepare.pick_files(train, aid - 1)
+    only, size = prepare.pick_files(train, budget, aid=False)  # RSSCN7 alone, for 256x256 crops
+    assert only and all("rsscn7" in p.parts for p in only) and size <= budget
 
 
 @pytest.mark.slow

@@ -19,7 +19,9 @@ then, through the device tool (one call; see ``pipelines/device/train.sh``):
 
 ``pipelines/device/train_many.sh`` trains several runs side by side in one such call (session 17:
 three at once, 0.06-0.08 s a step each at batch 64 of 128x128 crops); ``--with-codec`` adds the wheels that
-``pipelines/device/check.sh`` (the codec's CUDA checks) needs.
+``pipelines/device/check.sh`` (the codec's CUDA checks) needs. Train at the chunk size: with
+``--no-aid`` the subset is RSSCN7 alone (400x400), for ``train.py --crop 256``; session 17's
+128x128 fine-tune of the default lost 4.7 % on 256x256 tiles (model card, "GPU session 17").
 """
 
 from __future__ import annotations
@@ -41,10 +43,10 @@ PLATFORMS = ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x
              "manylinux2014_x86_64")
 
 
-def pick_files(train: Path, budget: int) -> tuple[list[Path], int]:
-    """AID-150 whole, then RSSCN7 round-robin over its classes (sorted names) while the bytes fit;
-    returns the files and their bytes."""
-    chosen = sorted((train / "aid150").rglob("*.jpg"))
+def pick_files(train: Path, budget: int, aid: bool = True) -> tuple[list[Path], int]:
+    """AID-150 whole (unless ``aid`` is false), then RSSCN7 round-robin over its classes (sorted
+    names) while the bytes fit; returns the files and their bytes."""
+    chosen = sorted((train / "aid150").rglob("*.jpg")) if aid else []
     used = sum(p.stat().st_size for p in chosen)
     if used > budget:
         raise SystemExit(f"AID-150 alone is {used / 1e6:.1f} MB, over the {budget / 1e6:.1f} MB budget")
@@ -60,8 +62,8 @@ def pick_files(train: Path, budget: int) -> tuple[list[Path], int]:
     return chosen, used
 
 
-def copy_subset(train: Path, out: Path, budget: int) -> tuple[int, int]:
-    files, size = pick_files(train, budget)
+def copy_subset(train: Path, out: Path, budget: int, aid: bool = True) -> tuple[int, int]:
+    files, size = pick_files(train, budget, aid)
     shutil.rmtree(out, ignore_errors=True)
     for src in files:
         dst = out / src.relative_to(train)
@@ -94,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mb", type=float, default=None,
                    help="data budget in MB (default: what the call's 64 MiB leave after the tree and wheels)")
     p.add_argument("--no-wheels", action="store_true", help="copy the data only")
+    p.add_argument("--no-aid", action="store_true",
+                   help="RSSCN7 only: for --crop 256, which AID-150's 150x150 images cannot serve")
     p.add_argument("--with-codec", action="store_true",
                    help="also the numcodecs / Zarr wheels that pipelines/device/check.sh needs (9.7 MB)")
     args = p.parse_args(argv)
@@ -103,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     wheels = sum(p.stat().st_size for p in (REPO / ".whl").glob("*.whl"))
     tree = tree_bytes()
     budget = int(args.mb * 1e6) if args.mb is not None else CALL_LIMIT - tree - wheels - MARGIN
-    count, size = copy_subset(args.train, REPO / ".devdata" / "train", budget)
+    count, size = copy_subset(args.train, REPO / ".devdata" / "train", budget, aid=not args.no_aid)
     print(f".devdata/train: {count} images, {size / 1e6:.1f} MB; the tree {tree / 1e6:.1f} MB, "
           f"wheels {wheels / 1e6:.1f} MB: {(tree + wheels + size) / 2**20:.1f} of 64 MiB per call")
     return 0
