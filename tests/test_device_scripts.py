@@ -33,6 +33,14 @@ def _fake_train_folder(root: Path) -> Path:
     return root
 
 
+def _script_env(out: Path, **extra: str) -> dict[str, str]:
+    """The environment of a device script run here: ``out`` as its OUT (made), this Python without
+    wheels, the sample tiles as its data."""
+    out.mkdir()
+    return {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "SKIP_WHEELS": "1",
+            "DEVICE_DATA": str(REPO / "sample_tiles"), **extra}
+
+
 def test_subset_takes_aid_whole_then_rsscn7_round_robin_within_budget(tmp_path: Path) -> None:
     train = _fake_train_folder(tmp_path / "train")
     aid = sum(p.stat().st_size for p in (train / "aid150").rglob("*.jpg"))
@@ -51,10 +59,8 @@ def test_subset_takes_aid_whole_then_rsscn7_round_robin_within_budget(tmp_path: 
 @pytest.mark.slow
 def test_train_sh_returns_weights_in_parts_that_assemble_and_load(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    out.mkdir()
+    env = _script_env(out, PART_SIZE="1M")
     meta = json.loads(DEFAULT.with_suffix(".json").read_text())
-    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "SKIP_WHEELS": "1",
-           "DEVICE_DATA": str(REPO / "sample_tiles"), "PART_SIZE": "1M"}
     proc = subprocess.run(
         ["bash", "pipelines/device/train.sh", str(DEFAULT), "0.05", "--steps", str(meta["steps"] + 1),
          "--threads", "1", "--batch", "2", "--crop", "64"],
@@ -80,10 +86,8 @@ def test_train_sh_returns_weights_in_parts_that_assemble_and_load(tmp_path: Path
 @pytest.mark.slow
 def test_train_many_runs_side_by_side_and_packs_each_run(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    out.mkdir()
+    env = _script_env(out)
     meta = json.loads(DEFAULT.with_suffix(".json").read_text())
-    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "SKIP_WHEELS": "1",
-           "DEVICE_DATA": str(REPO / "sample_tiles")}
     tiny = f"--steps {meta['steps'] + 1} --threads 1 --batch 2 --crop 64"
     proc = subprocess.run(
         ["bash", "pipelines/device/train_many.sh", "0.05", "same", f"{DEFAULT} {tiny}",
@@ -111,9 +115,7 @@ def test_train_many_refuses_an_unpaired_run() -> None:
 @pytest.mark.slow
 def test_check_sh_runs_the_codec_checks_and_writes_the_benchmark(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    out.mkdir()
-    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "SKIP_WHEELS": "1",
-           "CHECK_DEVICE": "cpu", "DEVICE_DATA": str(REPO / "sample_tiles"), "OMP_NUM_THREADS": "1"}
+    env = _script_env(out, CHECK_DEVICE="cpu", OMP_NUM_THREADS="1")
     proc = subprocess.run(["bash", "pipelines/device/check.sh"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
