@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -104,6 +105,15 @@ def test_train_many_runs_side_by_side_and_packs_each_run(tmp_path: Path) -> None
         assemble.assemble(raw, tmp_path / f"{name}-joined")
         assert load_model(tmp_path / f"{name}-joined" / "weights.pt").config.context_groups == groups
         assert f"== {name}" in proc.stdout
+
+
+def test_check_sh_refuses_to_pass_without_cuda(tmp_path: Path) -> None:
+    """Asked for CUDA where torch has none, check.sh fails instead of skipping every CUDA check."""
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    proc = subprocess.run(["bash", "pipelines/device/check.sh"], cwd=REPO, env=_script_env(tmp_path / "out"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 4 and "not available" in proc.stderr
 
 
 def test_train_many_refuses_an_unpaired_run() -> None:

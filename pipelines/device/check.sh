@@ -24,6 +24,10 @@ if [ "${SKIP_WHEELS:-0}" != 1 ]; then
 fi
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+if [ "$device" = cuda ] && ! "$py" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+    echo "CUDA is not available to torch: the CUDA checks would only be skipped" >&2
+    exit 4
+fi
 status=0
 echo "== CPU-encoded chunks decoded on CUDA"
 DMENET_DEVICE=cpu "$py" -m pytest -q -p no:cacheprovider tests/test_codec_determinism.py -k cuda -rs || status=1
