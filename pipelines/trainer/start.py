@@ -74,11 +74,12 @@ def start_run(args: argparse.Namespace, device: torch.device) -> RunStart:
     checkpoint = torch.load(args.resume, map_location="cpu", weights_only=True) if args.resume else None
     meta: dict[str, Any] = {}
     retarget_from: tuple[float, ...] | None = None
+    init_config: DMENetConfig | None = None  # that of --init-weights, before the options change it
     if checkpoint is not None:
         config = DMENetConfig.from_json(checkpoint["config"])
     elif args.init_weights is not None:
         meta = json.loads(args.init_weights.with_suffix(".json").read_text())
-        config = DMENetConfig.from_dict(meta["config"])
+        init_config = config = DMENetConfig.from_dict(meta["config"])
         if args.lambdas and args.lambdas != config.lambdas:
             retarget_from = config.lambdas
             config = dataclasses.replace(config, lambdas=args.lambdas)
@@ -118,7 +119,7 @@ def start_run(args: argparse.Namespace, device: torch.device) -> RunStart:
         if retarget_from is not None:
             state = retarget_gains(state, retarget_from, config.lambdas)
             print(f"gain tables re-targeted from lambdas {retarget_from} to {config.lambdas}", flush=True)
-        init_config = DMENetConfig.from_dict(meta["config"])
+        assert init_config is not None
         if (init_config.context, init_config.context_groups) != (config.context, config.context_groups):
             state = {k: v for k, v in state.items() if not k.startswith("context.")}
             print(f"context: {config.context} ({config.context_groups} group(s)) in place of the initial "
