@@ -12,7 +12,9 @@ gives the estimated bpp of ``y`` with and without the context on the same batche
 
 Writes ``OUT/checkpoint.pt`` (context, optimiser, step; resumable with ``--resume``) and the full
 model ``OUT/weights.pt`` with ``OUT/weights.json`` (which records the frozen weights' SHA-256 as
-``context_base_sha256``), every ``--checkpoint-minutes`` and at the end.
+``context_base_sha256``), every ``--checkpoint-minutes`` and at the end. ``--warm-start`` begins
+from the context the initial weights already carry (same grouping) instead of the identity, for
+retraining a context at another crop size; the rest stays frozen all the same.
 SIGTERM or Ctrl-C stops after the current step with a final checkpoint.
 """
 
@@ -58,24 +60,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, default=100)
     p.add_argument("--checkpoint-minutes", type=float, default=10.0)
     p.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
+    p.add_argument("--warm-start", action="store_true",
+                   help="start from the context in --init-weights (same --groups) instead of a fresh one")
     args = p.parse_args(argv)
     if args.hours <= 0 and args.steps <= 0:
         p.error("give --hours or --steps")
     return args
 
 
-def load_frozen(weights: Path, groups: int) -> tuple[DMENet, dict, dict[str, torch.Tensor]]:
+def load_frozen(
+    weights: Path, groups: int, warm_start: bool = False
+) -> tuple[DMENet, dict, dict[str, torch.Tensor]]:
+    """The model to train, the weights' sidecar, and the frozen tensors (the context's excluded)."""
     meta = json.loads(weights.with_suffix(".json").read_text())
     config = DMENetConfig.from_dict(meta["config"])
-    if config.context != "none":
-        raise SystemExit(f"{weights} already has a context; train_context starts from a model without one")
+    if warm_start:
+        if config.context != "checkerboard" or config.context_groups != groups:
+            raise SystemExit(f"--warm-start needs {weights} to carry a {groups}-group context, it has "
+                             f"context={config.context!r} groups={config.context_groups}")
+    elif config.context != "none":
+        raise SystemExit(f"{weights} already has a context; train_context starts from a model without one "
+                         "(or give --warm-start to go on from it)")
     config = dataclasses.replace(config, context="checkerboard", context_groups=groups)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     model = DMENet(config)
     missing, unexpected = model.load_state_dict(state, strict=False)
     fresh = [k for k in missing if not k.startswith("context.")]
-    if fresh or unexpected:
-        raise SystemExit(f"{weights} does not fit the model: missing {fresh}, unexpected {unexpected}")
+    if fresh or unexpected or (warm_start and missing):
+        raise SystemExit(f"{weights} does not fit the model: missing {missing}, unexpected {unexpected}")
+    state = {k: v for k, v in state.items() if not k.startswith("context.")}
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith("context."))
     return model, meta, state
@@ -93,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
-    model, meta, base_state = load_frozen(args.init_weights, args.groups)
+    model, meta, base_state = load_frozen(args.init_weights, args.groups, args.warm_start)
     base_sha = hashlib.sha256(args.init_weights.read_bytes()).hexdigest()
     context = model.context
     assert context is not None
@@ -126,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         out_meta = dict(meta, config=model.config.to_dict(), context_base_sha256=base_sha, context_steps=step,
                         context_train_hours=round(elapsed / 3600, 3), context_crop=args.crop,
                         context_batch=args.batch, context_lr=args.lr)
+        if args.warm_start:  # the frozen file carried a context already: say whose context this goes on from
+            out_meta["context_base_sha256"] = meta.get("context_base_sha256", base_sha)
+            out_meta["context_warm_start_sha256"] = base_sha
         for stale in ("sha256", "superseded_by"):  # of the frozen weights, not of these
             out_meta.pop(stale, None)
         (args.out / "weights.json").write_text(json.dumps(out_meta, indent=2))

@@ -209,6 +209,45 @@ def test_train_context_learns_only_the_context_and_resumes(tmp_path: Path, group
     model.load_state_dict(state)  # strict: the exported file is a complete model
 
 
+def test_train_context_warm_start_goes_on_from_the_carried_context(tmp_path: Path) -> None:
+    _train(tmp_path / "a", "--steps", "1")
+    argv = ["--train", str(SAMPLES), "--batch", "2", "--crop", "64", "--threads", "1", "--log-every", "1",
+            "--groups", "2"]
+    threads = torch.get_num_threads()
+    try:
+        bare = str(tmp_path / "a" / "weights.pt")
+        assert train_context.main([*argv, "--init-weights", bare, "--out", str(tmp_path / "c1"),
+                                   "--steps", "2", "--lr", "1e-2"]) == 0
+        first = tmp_path / "c1" / "weights.pt"
+        with pytest.raises(SystemExit, match="already has a context"):
+            train_context.main([*argv, "--init-weights", str(first), "--out", str(tmp_path / "x"),
+                                "--steps", "1"])
+        with pytest.raises(SystemExit, match="2-group context"):
+            train_context.main([*argv, "--init-weights", bare, "--out", str(tmp_path / "x"), "--steps", "1",
+                                "--warm-start"])
+        with pytest.raises(SystemExit, match="1-group context"):
+            train_context.main([*argv[:-1], "1", "--init-weights", str(first), "--out", str(tmp_path / "x"),
+                                "--steps", "1", "--warm-start"])
+        assert train_context.main([*argv, "--init-weights", str(first), "--out", str(tmp_path / "c2"),
+                                   "--steps", "1", "--lr", "1e-9", "--min-lr", "1e-9", "--warm-start"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    before = torch.load(first, map_location="cpu", weights_only=True)
+    after = torch.load(tmp_path / "c2" / "weights.pt", map_location="cpu", weights_only=True)
+    assert before.keys() == after.keys()
+    frozen = [k for k in before if not k.startswith("context.")]
+    assert all(torch.equal(before[k], after[k]) for k in frozen)
+    fused = [k for k in before if k.startswith("context.fuse.4")]
+    assert any(before[k].abs().sum() > 0 for k in fused)  # the first run moved the context off the identity
+    # ...and this run went on from it
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in fused)
+    meta = json.loads((tmp_path / "c2" / "weights.json").read_text())
+    assert meta["context_warm_start_sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
+    bare_sha = hashlib.sha256((tmp_path / "a" / "weights.pt").read_bytes()).hexdigest()
+    assert meta["context_base_sha256"] == bare_sha
+    assert meta["context_steps"] == 1
+
+
 def test_train_adds_a_context_to_init_weights(tmp_path: Path) -> None:
     _train(tmp_path / "a", "--steps", "1")
     meta = _train(tmp_path / "b", "--init-weights", str(tmp_path / "a" / "weights.pt"), "--context",
