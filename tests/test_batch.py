@@ -229,6 +229,10 @@ def test_cli_batch_exit_status(job, tmp_path, capsys):
     assert "1 of 2 scenes failed" in captured.err
     assert main(["batch", str(tmp_path / "none-*.tif"), "--out", str(tmp_path / "o"), "-q",
                  "--in-process"]) == 1
+    capsys.readouterr()
+    assert main(["batch", str(good), "--out", str(tmp_path / "m"), "--model", "nope", "-q", "--in-process"]) == 1
+    assert "unknown model 'nope'; shipped: default" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()  # refused before anything was written
 
 
 # ------------------------------------------------------------------------- resumable compress_geotiff

@@ -42,6 +42,15 @@ def test_compress_prints_summary_and_json(tmp_path: Path, capsys: pytest.Capture
     assert summary["overview_factors"] == [] and summary["bytes_out"] > 0
 
 
+def test_compress_with_another_shipped_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "a.zarr"
+    code, _, err = run(capsys, "compress", str(UINT8_RGB), str(store), "--model", "default-e291bc13",
+                       "--no-overview", *FAST_ARGS)
+    assert code == 0, err
+    code, out, _ = run(capsys, "info", str(store), "--json")
+    assert code == 0 and '"model": "default-e291bc13"' in out
+
+
 def test_compress_with_aoi_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with rasterio.open(UINT8_RGBN) as f:
         t = f.transform
@@ -102,6 +111,7 @@ def test_verify_reports_corrupt_chunk(
         (["compress", str(UINT8_RGB), "{tmp}/o.zarr", "--quality", "11"], "quality must be"),
         (["compress", str(UINT8_RGB), "{tmp}/o.zarr", "--aoi", "POLYGON ((0 0"], "neither WKT"),
         (["compress", str(UINT8_RGB), "{tmp}/o.zarr", "--refine", "-2"], "refine must be"),
+        (["compress", str(UINT8_RGB), "{tmp}/o.zarr", "--model", "nope"], "unknown model 'nope'; shipped: default"),
         (["info", "{tmp}"], "not a Zarr v3 store"),
         (["info", "{tmp}/nothing.zarr"], "no such store"),
         (["decompress", "{tmp}/nothing.zarr", "{tmp}/x.tif"], "no such store"),

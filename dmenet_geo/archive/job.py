@@ -185,7 +185,11 @@ def run_batch(
     """
     from tqdm import tqdm
 
+    from dmenet_geo.weights import shipped_names
+
     options = options or BatchOptions()
+    if options.model not in shipped_names():  # before any output or cluster exists
+        raise GeoError(f"unknown model {options.model!r}; shipped: {', '.join(shipped_names())}")
     t0 = time.perf_counter()
     started = now_iso()
     dst = normalize(out)

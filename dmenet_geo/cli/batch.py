@@ -33,6 +33,7 @@ def register(sub: Any) -> None:
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="optimise each chunk's latent for STEPS steps before coding (default 0: off; "
                         "fixed --quality only)")
+    p.add_argument("--model", default="default", help="shipped weights to code with (default: 'default')")
     p.add_argument("--bands", type=parse_bands, default=None, help="1-based bands (default all)")
     p.add_argument("--chunk", type=int, default=256, help="chunk size in pixels (default 256)")
     p.add_argument("--no-overview", action="store_true", help="do not store overviews")
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         quality=args.quality, target_psnr=args.target_psnr,
         bands=None if args.bands is None else tuple(args.bands), chunk=args.chunk,
         overview=not args.no_overview, chunks_per_task=args.chunks_per_task, device=args.device,
-        torch_threads=args.torch_threads, refine=args.refine,
+        torch_threads=args.torch_threads, refine=args.refine, model=args.model,
     )
     report = run_batch(
         args.inputs, args.out, options, scheduler=args.scheduler, workers=args.workers,

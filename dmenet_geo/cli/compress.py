@@ -25,6 +25,9 @@ def register(sub: Any) -> None:
                    help="optimise each chunk's latent for STEPS gradient steps before coding: fewer bytes at "
                         "the same quality, about 0.05 s per step and chunk on a 2-core CPU (default 0: off; "
                         "fixed --quality only)")
+    p.add_argument("--model", default="default",
+                   help="shipped weights to code with (default: 'default'); readers need nothing but the "
+                        "package: the store names the weights' SHA-256")
     p.add_argument("--bands", type=parse_bands, default=None,
                    help="1-based bands, e.g. 1,2,3 or 1-3 (default all)")
     p.add_argument("--aoi", default=None, metavar="WKT|GEOJSON",
@@ -70,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         chunks_per_task=args.chunks_per_task,
         overwrite=args.overwrite,
         refine=args.refine,
+        model=args.model,
     )
     if args.json:
         print_json(summary.to_dict())

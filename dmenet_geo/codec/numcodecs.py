@@ -33,11 +33,11 @@ MAX_REFINE = 1000  # = dmenet_geo.model.refine.MAX_REFINE_STEPS, repeated so thi
 
 def _shipped(model: str) -> tuple[str, int]:
     """SHA-256 and number of quality levels of a shipped model, from its JSON sidecar (no torch)."""
-    from dmenet_geo.weights import WEIGHTS_DIR, read_sidecar
+    from dmenet_geo.weights import WEIGHTS_DIR, read_sidecar, shipped_names
 
     sidecar = WEIGHTS_DIR / f"{model}.json"
     if not sidecar.exists():
-        raise DMENetCodecError(f"unknown model {model!r} (no {sidecar.name} in dmenet_geo/weights)")
+        raise DMENetCodecError(f"unknown model {model!r}; shipped: {', '.join(shipped_names())}")
     meta = read_sidecar(sidecar)
     return str(meta["sha256"]), len(meta["config"]["lambdas"])
 

@@ -17,10 +17,9 @@ import torch
 
 from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.dmenet import DMENet
-from dmenet_geo.weights import WEIGHTS_DIR, read_sidecar
+from dmenet_geo.weights import WEIGHTS_DIR, read_sidecar, shipped_names
 
 __all__ = ["ModelInfo", "WeightsError", "available_models", "model_info", "load_model", "get_model"]
-
 
 
 class WeightsError(ValueError):
@@ -39,7 +38,7 @@ class ModelInfo:
 
 
 def available_models() -> list[str]:
-    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.json") if p.with_suffix(".pt").exists())
+    return shipped_names()
 
 
 def _info_from_sidecar(json_path: Path, name: str) -> ModelInfo:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WEIGHTS_DIR", "read_sidecar"]
+__all__ = ["WEIGHTS_DIR", "read_sidecar", "shipped_names"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 
@@ -25,3 +25,8 @@ def read_sidecar(path: Path) -> dict[str, Any]:
         cached = (mtime, json.loads(path.read_text()))
         _CACHE[path] = cached
     return cached[1]
+
+
+def shipped_names() -> list[str]:
+    """The names of the shipped models: each ``NAME.json`` with its ``NAME.pt`` beside it."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.json") if p.with_suffix(".pt").exists())
