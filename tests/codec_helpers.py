@@ -312,14 +312,15 @@ def golden_shas(root: Path) -> set[str]:
     return {json.loads(p.read_text())["weights_sha256"] for p in root.glob("*/codec.*/config.json")}
 
 
-def golden_status(root: Path, shipped: str) -> tuple[str, str]:
-    """``("ok", "")``, ``("missing", why)`` or ``("stale", why)`` for the golden chunks under ``root``."""
+def golden_status(root: Path, shipped: set[str]) -> tuple[str, str]:
+    """``("ok", "")``, ``("missing", why)`` or ``("stale", why)`` for the golden chunks under ``root``,
+    which must be bound to exactly the ``shipped`` weights (one SHA-256 per model they use)."""
     shas = golden_shas(root) if root.exists() else set()
     if not shas:
         return "missing", f"no golden chunks in {root}: generate them with {REGENERATE_HINT}"
-    if shas != {shipped}:
+    if shas != shipped:
         return "stale", (
             f"golden chunks were made with weights {', '.join(sorted(shas))}, shipped weights are "
-            f"{shipped}: regenerate with {REGENERATE_HINT}"
+            f"{', '.join(sorted(shipped))}: regenerate with {REGENERATE_HINT}"
         )
     return "ok", ""

@@ -230,7 +230,8 @@ def test_cli_batch_exit_status(job, tmp_path, capsys):
     assert main(["batch", str(tmp_path / "none-*.tif"), "--out", str(tmp_path / "o"), "-q",
                  "--in-process"]) == 1
     capsys.readouterr()
-    assert main(["batch", str(good), "--out", str(tmp_path / "m"), "--model", "nope", "-q", "--in-process"]) == 1
+    assert main(["batch", str(good), "--out", str(tmp_path / "m"), "--model", "nope", "-q",
+                 "--in-process"]) == 1
     assert "unknown model 'nope'; shipped: default" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()  # refused before anything was written
 

@@ -30,6 +30,7 @@ from dmenet_geo.codec import DMENetCodec, DMENetCodecError
 from dmenet_geo.codec.bitstream import FORMAT_VERSION, MAGIC
 
 SHA = shipped_sha256()
+GOLDEN_SHAS = {SHA, shipped_sha256("wide")}  # every model the golden sets below code with
 
 # uint8 inputs are kept in 5..100: the placeholder weights decode any input to roughly 0..106, so
 # errors stay below the 150 grey levels that decimal=-2 allows; trained weights do far better.
@@ -190,6 +191,13 @@ GOLDEN_SETS: dict[str, tuple[list, list, int]] = {
         [lambda: DMENetCodec(nodata=-9999.0)],
         -2,
     ),
+    "wide-uint8": (  # the N = 128 model shipped beside the default
+        [lambda: raster(3, 64, 64, "uint8", seed=8, lo=LO, hi=HI),
+         lambda: _with_nodata(raster(3, 40, 72, "uint8", seed=9, lo=LO, hi=HI), 0)],
+        [lambda: DMENetCodec(model="wide", quality=1),
+         lambda: DMENetCodec(model="wide", quality=8, nodata=0)],
+        UINT8_DECIMAL,
+    ),
 }
 
 GOLDEN_ROOT = GOLDEN_DIR / "fixture" / "dmenet"
@@ -203,7 +211,7 @@ def golden() -> Path:
             shutil.rmtree(GOLDEN_ROOT)
         GOLDEN_ROOT.mkdir(parents=True)
         return GOLDEN_ROOT
-    state, why = golden_status(GOLDEN_ROOT, SHA)
+    state, why = golden_status(GOLDEN_ROOT, GOLDEN_SHAS)
     if state == "missing":
         pytest.fail(why)
     if state == "stale":
@@ -266,11 +274,15 @@ def test_golden_stale_weights_are_skipped_with_a_clear_message(tmp_path: Path) -
     (root / "uint8" / "codec.00").mkdir(parents=True)
     config = DMENetCodec(weights_sha256="0" * 64).get_config()
     (root / "uint8" / "codec.00" / "config.json").write_text(json.dumps(config))
-    state, why = golden_status(root, SHA)
+    state, why = golden_status(root, {SHA})
     assert state == "stale"
     assert why.startswith(f"golden chunks were made with weights {'0' * 64}, shipped weights are {SHA}")
     assert REGENERATE_HINT in why and "DMENET_REGENERATE_GOLDEN=1" in why
-    assert golden_status(tmp_path / "nothing", SHA)[0] == "missing"
+    assert golden_status(tmp_path / "nothing", {SHA})[0] == "missing"
+    config = DMENetCodec(weights_sha256=SHA).get_config()
+    (root / "uint8" / "codec.00" / "config.json").write_text(json.dumps(config))
+    assert golden_status(root, {SHA})[0] == "ok"
+    assert golden_status(root, {SHA, "1" * 64})[0] == "stale"  # a model whose golden chunks are missing
 
 
 # --------------------------------------------------------------------------- config validation
