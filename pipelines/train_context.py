@@ -85,9 +85,10 @@ def load_frozen(
     state = torch.load(weights, map_location="cpu", weights_only=True)
     model = DMENet(config)
     missing, unexpected = model.load_state_dict(state, strict=False)
-    fresh = [k for k in missing if not k.startswith("context.")]
-    if fresh or unexpected or (warm_start and missing):
-        raise SystemExit(f"{weights} does not fit the model: missing {missing}, unexpected {unexpected}")
+    # a warm start needs every tensor; otherwise only the new context's may be absent
+    absent = missing if warm_start else [k for k in missing if not k.startswith("context.")]
+    if absent or unexpected:
+        raise SystemExit(f"{weights} does not fit the model: missing {absent}, unexpected {unexpected}")
     state = {k: v for k, v in state.items() if not k.startswith("context.")}
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith("context."))

@@ -188,8 +188,9 @@ def run_batch(
     from dmenet_geo.weights import shipped_names
 
     options = options or BatchOptions()
-    if options.model not in shipped_names():  # before any output or cluster exists
-        raise GeoError(f"unknown model {options.model!r}; shipped: {', '.join(shipped_names())}")
+    shipped = shipped_names()
+    if options.model not in shipped:  # before any output or cluster exists
+        raise GeoError(f"unknown model {options.model!r}; shipped: {', '.join(shipped)}")
     t0 = time.perf_counter()
     started = now_iso()
     dst = normalize(out)
