@@ -248,6 +248,39 @@ def test_train_context_warm_start_goes_on_from_the_carried_context(tmp_path: Pat
     assert meta["context_steps"] == 1
 
 
+@pytest.mark.parametrize("rate", ["noise", "ste"])
+def test_train_context_with_the_hyperprior_keeps_the_transforms(tmp_path: Path, rate: str) -> None:
+    _train(tmp_path / "a", "--steps", "1")
+    init = tmp_path / "a" / "weights.pt"
+    argv = ["--init-weights", str(init), "--train", str(SAMPLES), "--out", str(tmp_path / "hp"),
+            "--batch", "2", "--crop", "64", "--threads", "1", "--log-every", "1", "--lr", "1e-2",
+            "--min-lr", "1e-3", "--hyperprior", "--rate", rate, "--relative-rate", "--warmup-steps", "2"]
+    threads = torch.get_num_threads()
+    try:
+        assert train_context.main([*argv, "--steps", "2"]) == 0
+        assert train_context.main([*argv, "--steps", "3", "--resume"]) == 0
+        with pytest.raises(SystemExit, match="with --hyperprior"):
+            train_context.main([a for a in argv if a != "--hyperprior"] + ["--steps", "4", "--resume"])
+    finally:
+        torch.set_num_threads(threads)
+    meta = json.loads((tmp_path / "hp" / "weights.json").read_text())
+    assert meta["context_steps"] == 3 and meta["context_hyperprior"] and meta["context_rate"] == rate
+    base = torch.load(init, map_location="cpu", weights_only=True)
+    state = torch.load(tmp_path / "hp" / "weights.pt", map_location="cpu", weights_only=True)
+    hyper = [k for k in base if train_context.is_trained(k, True)]
+    frozen = [k for k in base if k not in hyper]
+    assert any(k.startswith("g_a.") for k in frozen) and any(k.startswith("h_a.") for k in hyper)
+    assert all(torch.equal(state[k], base[k]) for k in frozen)  # transforms and their gains: bit-identical
+    learned = [k for k in hyper if k.startswith(("h_a.", "entropy_parameters."))]
+    assert any(not torch.equal(state[k], base[k]) for k in learned)
+    model = DMENet(DMENetConfig.from_dict(meta["config"]))
+    model.load_state_dict(state)  # strict, with the rebuilt tables of z
+    x = torch.rand(1, 3, 64, 64)
+    coded = model.compress(x, 3.0)
+    x_hat, digests = model.decompress(coded)
+    assert digests == coded.digests and x_hat.shape == x.shape  # the decoder reads back the coded symbols
+
+
 def test_train_adds_a_context_to_init_weights(tmp_path: Path) -> None:
     _train(tmp_path / "a", "--steps", "1")
     meta = _train(tmp_path / "b", "--init-weights", str(tmp_path / "a" / "weights.pt"), "--context",
