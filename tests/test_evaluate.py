@@ -16,6 +16,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from codec_helpers import shipped_sha256  # noqa: E402
+
 from dmenet_geo.model import DMENet  # noqa: E402
 from pipelines import evaluate as ev  # noqa: E402
 from pipelines.rd.bd import bd_quality, bd_rate  # noqa: E402
@@ -250,6 +252,7 @@ def test_cli_end_to_end(tmp_path: Path, tile_dir: Path) -> None:
     result = json.loads(out_json.read_text())
     assert result["meta"]["tiles"] == 1
     assert (result["meta"]["threads"], result["meta"]["workers"], result["meta"]["refine"]) == (1, 1, 0)
+    assert result["meta"]["model"] == "default" and result["meta"]["model_sha256"] == shipped_sha256()
     assert set(result["curves"]) == {"DMENet", *(ev.CLASSICAL_CODECS[k].name for k in codecs)}
     assert len(result["curves"]["DMENet"]["points"]) == 2
     assert set(result["bd"]) == {ev.CLASSICAL_CODECS[k].name for k in codecs}

@@ -157,6 +157,8 @@ class RDMeta:
     workers: int | None = None  # DMENet batches coded at once
     batch_size: int | None = None
     refine: int | None = None  # DMENet refinement steps per tile
+    model: str | None = None  # DMENet: the shipped name or weights path given
+    model_sha256: str | None = None  # ...and the SHA-256 of its weights file
 
 
 @dataclass

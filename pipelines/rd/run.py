@@ -53,6 +53,14 @@ def _learned_baseline(
     return evaluate_dmenet(tiles, qualities, path, rate, device, batch_size, progress, label)
 
 
+def _weights_sha256(model: str | Path) -> str:
+    """The SHA-256 of a shipped model's weights (from its sidecar) or of a weights file."""
+    from dmenet_geo.model.zoo import file_sha256, model_info
+
+    path = Path(model)
+    return file_sha256(path) if path.suffix == ".pt" else model_info(str(model)).sha256
+
+
 def evaluate(
     data: Path | str | Sequence[Path | str] = DEFAULT_DATA,
     *,
@@ -135,5 +143,7 @@ def evaluate(
         workers=workers,
         batch_size=batch_size,
         refine=refine,
+        model=None if model is None else str(model),
+        model_sha256=None if model is None else _weights_sha256(model),
     )
     return RDResult(meta, curves, bd_table(curves, DMENET, bd_method))
