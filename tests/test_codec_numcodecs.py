@@ -314,6 +314,7 @@ BAD_CONFIGS = {
     "range-scalar": ({"value_range": 5}, "value_range"),
     "model-empty": ({"model": ""}, "model"),
     "model-unknown": ({"model": "no-such-model"}, "model"),
+    "model-unknown-sha-unknown": ({"model": "no-such-model", "weights_sha256": "ab" * 32}, "model"),
     "model-int": ({"model": 3}, "model"),
     "refine-negative": ({"refine": -1}, "refine"),
     "refine-too-many": ({"refine": 1001}, "refine"),
@@ -342,6 +343,16 @@ def test_value_range_pairs_must_match_bands() -> None:
         codec.encode(np.zeros((3, 8, 8), dtype=np.uint16))
     # one pair per band, or a single pair, is fine
     assert codec.decode(codec.encode(np.zeros((2, 8, 8), dtype=np.uint16))).shape == (2, 8, 8)
+
+
+def test_a_model_shipped_under_another_name_is_found_by_its_sha256() -> None:
+    """A store's config names a model that the package no longer ships under that name (renamed):
+    the SHA-256 decides, so its chunks still decode with the shipped weights that have it, and
+    the config keeps the name it was written with."""
+    codec = numcodecs.get_codec({"id": "dmenet", "model": "renamed-model", "weights_sha256": SHA.upper()})
+    assert codec.model == "renamed-model" and codec.weights_sha256 == SHA
+    data = raster(3, 32, 32, "uint8", seed=3, lo=LO, hi=HI)
+    assert np.array_equal(codec.decode(codec.encode(data)), DMENetCodec().decode(DMENetCodec().encode(data)))
 
 
 def test_quality_bounds_accepted() -> None:

@@ -3,8 +3,8 @@
 Config (all JSON): ``quality`` (float in [1, levels]; integers are the trained operating points),
 ``nodata`` (restored exactly, or null), ``model`` (a shipped model name), ``weights_sha256`` (the
 SHA-256 the weights must have; defaults to the shipped model's; a store written before ``model``
-was retrained names the earlier weights, which the package keeps shipping and finds by this
-SHA-256), ``value_range`` (null, or
+was retrained or renamed names the earlier weights, which the package keeps shipping and finds by
+this SHA-256), ``value_range`` (null, or
 ``[[lo, hi], ...]`` one pair per band or a single pair for all bands: a fixed scaling for non-uint8
 data instead of each chunk's own minimum and maximum), ``refine`` (0 to 1000 gradient steps that
 optimise each chunk's latent before coding: about 0.05 s per step and 3x256x256 group on a 2-core
@@ -44,10 +44,10 @@ def _shipped(model: str) -> tuple[str, int]:
 
 def _weights_named(model: str, sha256: str) -> str | None:
     """The shipped weights with this SHA-256: ``model`` itself, or, for chunks written before
-    ``model`` was retrained, the earlier weights the package still ships under another name."""
+    ``model`` was retrained or renamed, the weights the package still ships under another name."""
     from dmenet_geo.weights import WEIGHTS_DIR, read_sidecar
 
-    if _shipped(model)[0] == sha256:
+    if (WEIGHTS_DIR / f"{model}.json").exists() and _shipped(model)[0] == sha256:
         return model
     for sidecar in sorted(WEIGHTS_DIR.glob("*.json")):
         if sidecar.with_suffix(".pt").exists() and read_sidecar(sidecar).get("sha256") == sha256:
@@ -77,7 +77,14 @@ class DMENetCodec(Codec):
     ) -> None:
         if not isinstance(model, str) or not model:
             raise DMENetCodecError("model must be a non-empty model name")
-        shipped_sha, levels = _shipped(model)
+        try:
+            shipped_sha, levels = _shipped(model)
+        except DMENetCodecError:  # a store of a model now shipped under another name: its SHA-256 decides
+            given = weights_sha256.lower() if isinstance(weights_sha256, str) else None
+            renamed = _weights_named(model, given) if given else None
+            if renamed is None:
+                raise
+            shipped_sha, levels = _shipped(renamed)
         if nodata is not None:
             nodata = _check_number("nodata", nodata)
             if nodata.is_integer() and not math.isnan(nodata):
