@@ -149,7 +149,11 @@ def total_bits(model: DMENet, y: Tensor, q: Tensor, ste: bool = False) -> Tensor
 
 
 def trained_state(model: DMENet, hyperprior: bool) -> dict[str, Tensor]:
-    return {k: v for k, v in model.state_dict().items() if is_trained(k, hyperprior)}
+    """The learning tensors for a checkpoint; the CDF tables of ``z`` are left out (``save`` rebuilds
+    them from the quantiles, and their sizes change with them)."""
+    tables = ("._quantized_cdf", "._offset", "._cdf_length")
+    state = model.state_dict()
+    return {k: v for k, v in state.items() if is_trained(k, hyperprior) and not k.endswith(tables)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -254,7 +254,8 @@ def test_train_context_with_the_hyperprior_keeps_the_transforms(tmp_path: Path, 
     init = tmp_path / "a" / "weights.pt"
     argv = ["--init-weights", str(init), "--train", str(SAMPLES), "--out", str(tmp_path / "hp"),
             "--batch", "2", "--crop", "64", "--threads", "1", "--log-every", "1", "--lr", "1e-2",
-            "--min-lr", "1e-3", "--hyperprior", "--rate", rate, "--relative-rate", "--warmup-steps", "2"]
+            "--min-lr", "1e-3", "--hyperprior", "--rate", rate, "--relative-rate", "--warmup-steps", "2",
+            "--checkpoint-minutes", "0"]  # a save (and new tables of z) at every step, then a resume
     threads = torch.get_num_threads()
     try:
         assert train_context.main([*argv, "--steps", "2"]) == 0
