@@ -4,12 +4,13 @@
     python pipelines/train_context.py --init-weights dmenet_geo/weights/default.pt \
         --train ../shared/data/train --out runs/context --hours 1.5
 
-Only the context's weights learn; analysis, synthesis, hyperprior, gains and entropy tables stay
-bit-identical to ``--init-weights``, so the exported model decodes the same pictures from the same
-symbols and the loss is the latent's rate alone (the means only move where ``y - mean`` is
-rounded, which the straight-through decoder input does not see). Qualities are drawn uniformly
-from the continuous range, so the interpolated operating points are trained too. Each log line
-gives the estimated bpp of ``y`` with and without the context on the same batches.
+Without ``--hyperprior`` only the context's weights learn; analysis, synthesis, hyperprior, gains
+and entropy tables stay bit-identical to ``--init-weights``, so the exported model decodes the
+same pictures from the same symbols and the loss is the latent's rate alone (the means only move
+where ``y - mean`` is rounded, which the straight-through decoder input does not see). Qualities
+are drawn uniformly from the continuous range, so the interpolated operating points are trained
+too. Each log line gives the estimated bpp of ``y`` with and without the context on the same
+batches.
 
 ``--hyperprior`` also trains the hyper encoder, the hyper decoder with its head, the factorized
 prior of ``z`` (its quantiles by the auxiliary loss, as in training) and the hyper gains; the
@@ -19,6 +20,12 @@ changes only where a moved mean rounds ``y`` differently (a quantisation offset,
 ``--relative-rate`` divides each crop's bits by the reference's bits for it (the hyperprior alone,
 or ``--init-weights`` with ``--hyperprior``), so that every quality weighs the same, as in a
 Bjontegaard average of log-rates, instead of the high qualities' larger bit counts dominating.
+``--rate ste`` counts the bits of the symbols the coder writes, ``round(y - mean)``, with a
+straight-through gradient to the means, instead of the uniform-noise relaxation (which, on the
+latents of the shipped ``wide`` model, estimated 16-20 % more bits than the symbols'
+likelihoods). Fine-tuning trained weights wants ``--warmup-steps`` and a small ``--lr``: Adam's
+first steps move every weight by about the learning rate, which the hyperprior's predicted scales
+are sensitive to.
 
 Writes ``OUT/checkpoint.pt`` (trained weights, optimisers, step; resumable with ``--resume``) and
 the full model ``OUT/weights.pt`` with ``OUT/weights.json`` (which records the frozen weights'
