@@ -75,7 +75,8 @@ def bench_size(size: int, src: Path, work: Path, args: argparse.Namespace, log: 
     window = args.window if size >= 2 * args.window else size // 2  # --quick: 512 in a 1024 scene
     base = {"size": size, "src": str(src), "chunk": args.chunk, "workers": args.workers,
             "torch_threads": args.torch_threads, "device": args.device, "batch_size": args.batch_size,
-            "chunks_per_task": args.chunks_per_task, "quality": args.quality, "window": window,
+            "chunks_per_task": args.chunks_per_task, "quality": args.quality, "model": args.model,
+            "window": window,
             "psnr_chunks": args.psnr_chunks,
             "psnr_samples": 0,  # no PSNR decodes inside the timed compress (quality is measured apart)
             "read_chunks": args.read_chunks or (4 if (args.device or "").startswith("cuda") else 1)}
@@ -92,7 +93,7 @@ def bench_size(size: int, src: Path, work: Path, args: argparse.Namespace, log: 
                 level = float(args.jpeg2k_level)
             opts["jpeg2k_level"] = level
         shutil.rmtree(opts["store"], ignore_errors=True)
-        res: dict[str, Any] = {"setting": {"quality": args.quality} if codec == "dmenet"
+        res: dict[str, Any] = {"setting": {"quality": args.quality, "model": args.model} if codec == "dmenet"
                                else {"jpeg2k_level": level}}
         for kind in ("compress", "decode", "window"):
             log(f"  {size}x{size} {codec:7s} {kind} ...")
@@ -160,6 +161,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip-17408", action="store_true", help=f"leave out the {FULL_SIZE}x{FULL_SIZE} scene")
     p.add_argument("--codecs", default=",".join(CODECS), help="dmenet,jpeg2k (default both)")
     p.add_argument("--quality", type=float, default=4.0, help="DMENet quality (default 4)")
+    p.add_argument("--model", default="default", help="shipped DMENet model (default: 'default')")
     p.add_argument("--jpeg2k-level", default="auto",
                    help="JPEG 2000 PSNR target in dB, or 'auto': DMENet's measured PSNR (default)")
     p.add_argument("--chunk", type=int, default=256)

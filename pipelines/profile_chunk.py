@@ -34,6 +34,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quality", type=float, default=4.0)
+    p.add_argument("--model", default="default", help="shipped model name")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
@@ -53,9 +54,9 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     set_runtime(device=args.device, batch_size=args.batch)
-    codec = DMENetCodec(quality=args.quality)
+    codec = DMENetCodec(quality=args.quality, model=args.model)
     codec.decode(codec.encode(np.zeros((3, 64, 64), dtype=np.uint8)))
-    model = get_model("default", args.device)
+    model = get_model(args.model, args.device)
     dev = torch.device(args.device)
     b, side = args.batch, 256
     cols = min(b, 4)

@@ -51,6 +51,7 @@ def test_quick_report_fields_and_values(report: dict) -> None:
     assert dm["compress"]["device"] in ("cpu", "cuda") or dm["compress"]["device"].startswith("cuda")
     assert dm["compress"]["batch_size"] >= 1 and dm["compress"]["torch_threads"] >= 1
     assert run["codecs"]["jpeg2k"]["setting"]["jpeg2k_level"] >= 20
+    assert dm["setting"] == {"quality": 4.0, "model": "default"}
     ratios = run["dmenet_over_jpeg2k"]
     assert set(ratios) == {"compress_time", "decode_time", "window_time", "compression_ratio"}
     assert all(v > 0 for v in ratios.values())

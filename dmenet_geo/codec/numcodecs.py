@@ -47,10 +47,9 @@ def _weights_named(model: str, sha256: str) -> str | None:
     ``model`` was retrained or renamed, the weights the package still ships under another name."""
     from dmenet_geo.weights import WEIGHTS_DIR, read_sidecar
 
-    if (WEIGHTS_DIR / f"{model}.json").exists() and _shipped(model)[0] == sha256:
-        return model
-    for sidecar in sorted(WEIGHTS_DIR.glob("*.json")):
-        if sidecar.with_suffix(".pt").exists() and read_sidecar(sidecar).get("sha256") == sha256:
+    for sidecar in (WEIGHTS_DIR / f"{model}.json", *sorted(WEIGHTS_DIR.glob("*.json"))):
+        shipped = sidecar.exists() and sidecar.with_suffix(".pt").exists()
+        if shipped and read_sidecar(sidecar).get("sha256") == sha256:
             return sidecar.stem
     return None
 
@@ -77,30 +76,23 @@ class DMENetCodec(Codec):
     ) -> None:
         if not isinstance(model, str) or not model:
             raise DMENetCodecError("model must be a non-empty model name")
-        try:
-            shipped_sha, levels = _shipped(model)
-        except DMENetCodecError:  # a store of a model now shipped under another name: its SHA-256 decides
-            given = weights_sha256.lower() if isinstance(weights_sha256, str) else None
-            renamed = _weights_named(model, given) if given else None
-            if renamed is None:
-                raise
-            shipped_sha, levels = _shipped(renamed)
         if nodata is not None:
             nodata = _check_number("nodata", nodata)
             if nodata.is_integer() and not math.isnan(nodata):
                 nodata = float(nodata)
-        if weights_sha256 is None:
-            weights_sha256 = shipped_sha
-        if not isinstance(weights_sha256, str) or len(weights_sha256) != 64:
-            raise DMENetCodecError("weights_sha256 must be a 64-character hex SHA-256")
-        try:
-            bytes.fromhex(weights_sha256)
-        except ValueError:
-            raise DMENetCodecError("weights_sha256 must be hexadecimal") from None
-        weights_sha256 = weights_sha256.lower()
-        if weights_sha256 != shipped_sha:  # chunks of earlier weights: their quality levels
-            earlier = _weights_named(model, weights_sha256)
-            levels = _shipped(earlier)[1] if earlier is not None else levels
+        if weights_sha256 is not None:
+            if not isinstance(weights_sha256, str) or len(weights_sha256) != 64:
+                raise DMENetCodecError("weights_sha256 must be a 64-character hex SHA-256")
+            try:
+                bytes.fromhex(weights_sha256)
+            except ValueError:
+                raise DMENetCodecError("weights_sha256 must be hexadecimal") from None
+            weights_sha256 = weights_sha256.lower()
+        # the shipped weights with that SHA-256 (``model``'s own, earlier ones, or ``model`` renamed)
+        # give the quality levels; without any, ``model`` must be shipped
+        found = _weights_named(model, weights_sha256) if weights_sha256 else None
+        shipped_sha, levels = _shipped(found or model)
+        weights_sha256 = weights_sha256 or shipped_sha
         q = _check_number("quality", quality)
         if not 1.0 <= q <= levels:
             raise DMENetCodecError(f"quality must be in [1, {levels}], got {quality!r}")

@@ -82,7 +82,7 @@ def _setup(opts: dict[str, Any]) -> dict[str, Any]:
     if device.startswith("cuda"):
         info["cuda_device"] = torch.cuda.get_device_name(torch.device(device))
     t0 = time.perf_counter()
-    codec = DMENetCodec(quality=opts["quality"])
+    codec = DMENetCodec(quality=opts["quality"], model=opts["model"])
     codec.decode(codec.encode(np.zeros((3, 64, 64), dtype=np.uint8)))  # load weights, build float64 copies
     info["model_load_s"] = round(time.perf_counter() - t0, 3)
     return info
@@ -95,7 +95,8 @@ def _measure_compress(opts: dict[str, Any]) -> dict[str, Any]:
     with _RssSampler() as rss:
         t0 = time.perf_counter()
         summary = dmenet_geo.compress_geotiff(
-            opts["src"], opts["store"], quality=opts["quality"], progress=False, overview=True,
+            opts["src"], opts["store"], quality=opts["quality"], model=opts["model"], progress=False,
+            overview=True,
             chunk=opts["chunk"], chunks_per_task=opts["chunks_per_task"], num_workers=opts["workers"],
             codec=opts["codec"], jpeg2k_level=opts["jpeg2k_level"], psnr_samples=opts["psnr_samples"],
         )

@@ -54,11 +54,12 @@ def _learned_baseline(
 
 
 def _weights_sha256(model: str | Path) -> str:
-    """The SHA-256 of a shipped model's weights (from its sidecar) or of a weights file."""
+    """The SHA-256 of the weights: the one their sidecar records (checked when they load), else the
+    file's own (a training run's weights, whose sidecar records none)."""
     from dmenet_geo.model.zoo import file_sha256, model_info
 
-    path = Path(model)
-    return file_sha256(path) if path.suffix == ".pt" else model_info(str(model)).sha256
+    info = model_info(model)
+    return info.sha256 or file_sha256(info.path)
 
 
 def evaluate(
