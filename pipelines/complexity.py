@@ -89,12 +89,12 @@ def _count_flops(model: Any, x: Any) -> dict[str, int]:
     from dmenet_geo.model.layers import SEB
 
     # SEB through torchvision's deform_conv2d, which FlopCounterMode does not see (its MACs are added
-    # analytically): the CPU float32 sampled path would be counted as a matrix product on top
-    sampled, SEB.sampled_on_cpu = SEB.sampled_on_cpu, False
+    # analytically): the CPU gathered path would be counted as a matrix product on top
+    gathered, SEB.gathered_on_cpu = SEB.gathered_on_cpu, False
     try:
         return _count_parts(model, x)
     finally:
-        SEB.sampled_on_cpu = sampled
+        SEB.gathered_on_cpu = gathered
 
 
 def _count_parts(model: Any, x: Any) -> dict[str, int]:

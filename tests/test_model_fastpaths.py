@@ -1,5 +1,5 @@
-"""Speed paths that must not change results: SEB's sampled deformable convolution (CPU float32) against
-torchvision's, and the cached CDF tables of the y entropy coder against compressai's own calls."""
+"""Speed paths that must not change results: SEB's gathered deformable convolution (CPU, float32 and
+float64) against torchvision's, and the cached CDF tables of the y entropy coder against compressai's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from torchvision.ops import deform_conv2d
 
 from dmenet_geo.model import DMENet, DMENetConfig
-from dmenet_geo.model.layers import SEB, deform_conv2d_sampled
+from dmenet_geo.model.layers import SEB, deform_conv2d_gathered
 
 SHAPES = [(4, 32, 64, 64), (2, 16, 1, 7), (2, 16, 5, 1), (1, 8, 1, 1), (3, 16, 16, 24)]
 
@@ -25,19 +25,42 @@ def _inputs(
     return [x, offset, weight, bias]
 
 
+#: largest difference to torchvision, relative to the output's largest value, per dtype
+TOLERANCE = {torch.float32: 2e-5, torch.float64: 1e-13}
+
+
+@pytest.mark.parametrize("dtype", list(TOLERANCE), ids=["float32", "float64"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("scale", [0.0, 0.4, 3.0, 30.0])  # 30: most taps sample outside (zeros)
-def test_sampled_deform_conv_matches_torchvision(shape: tuple[int, int, int, int], scale: float) -> None:
-    x, offset, weight, bias = _inputs(shape, scale)
+def test_gathered_deform_conv_matches_torchvision(
+    shape: tuple[int, int, int, int], scale: float, dtype: torch.dtype
+) -> None:
+    x, offset, weight, bias = _inputs(shape, scale, dtype)
     ref = deform_conv2d(x, offset, weight, bias, padding=(1, 1))
-    got = deform_conv2d_sampled(x, offset, weight, bias)
-    assert got.shape == ref.shape and got.dtype == ref.dtype
-    assert float((got - ref).abs().max()) <= 2e-5 * max(1.0, float(ref.abs().max()))
+    got = deform_conv2d_gathered(x, offset, weight, bias)
+    assert got.shape == ref.shape and got.dtype == ref.dtype and got.is_contiguous()
+    assert float((got - ref).abs().max()) <= TOLERANCE[dtype] * max(1.0, float(ref.abs().max()))
 
 
-def test_sampled_deform_conv_gradients_match_torchvision() -> None:
+def test_gathered_deform_conv_is_the_same_alone_in_a_batch_and_on_two_threads() -> None:
+    """float64 (the exact decoder): an image's output does not depend on its batch or the threads."""
+    x, offset, weight, bias = _inputs((4, 32, 40, 48), 1.5, torch.float64, seed=5)
+    batch = deform_conv2d_gathered(x, offset, weight, bias)
+    alone = [deform_conv2d_gathered(x[i : i + 1], offset[i : i + 1], weight, bias) for i in range(4)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        two = deform_conv2d_gathered(x, offset, weight, bias)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(two, batch)
+    for i, one in enumerate(alone):
+        assert torch.equal(one[0], batch[i]), i
+
+
+def test_gathered_deform_conv_gradients_match_torchvision() -> None:
     grads = []
-    for fn in (lambda *a: deform_conv2d(*a, padding=(1, 1)), deform_conv2d_sampled):
+    for fn in (lambda *a: deform_conv2d(*a, padding=(1, 1)), deform_conv2d_gathered):
         inputs = [t.clone().requires_grad_() for t in _inputs((2, 16, 12, 10), 0.7, seed=3)]
         fn(*inputs).square().sum().backward()
         grads.append([t.grad for t in inputs])
@@ -56,20 +79,19 @@ def _seb(dtype: torch.dtype) -> SEB:
     return seb
 
 
-def test_seb_uses_the_sampled_path_only_for_cpu_float32(monkeypatch: pytest.MonkeyPatch) -> None:
-    x32 = torch.randn(2, 16, 20, 20)
-    seb = _seb(torch.float32)
-    with torch.no_grad():
-        fast = seb(x32)
-        ref = deform_conv2d(x32, seb.offset(x32), seb.weight, seb.bias, padding=(1, 1))
-        assert float((fast - ref).abs().max()) < 1e-4
-        monkeypatch.setattr(SEB, "sampled_on_cpu", False)
-        assert torch.equal(seb(x32), ref)  # switched off: torchvision exactly
-        monkeypatch.setattr(SEB, "sampled_on_cpu", True)
-        seb64 = _seb(torch.float64)
-        x64 = x32.double()
-        ref64 = deform_conv2d(x64, seb64.offset(x64), seb64.weight, seb64.bias, padding=(1, 1))
-        assert torch.equal(seb64(x64), ref64)  # float64 (the exact decoder): torchvision, bit for bit
+def test_seb_uses_the_gathered_path_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    for dtype, tol in TOLERANCE.items():
+        seb = _seb(dtype)
+        x = torch.randn(2, 16, 20, 20, generator=torch.Generator().manual_seed(2), dtype=dtype)
+        with torch.no_grad():
+            offset = seb.offset(x)
+            assert float(offset.abs().max()) > 0.1  # the samples really move
+            ref = deform_conv2d(x, offset, seb.weight, seb.bias, padding=(1, 1))
+            assert torch.equal(seb(x), deform_conv2d_gathered(x, offset, seb.weight, seb.bias))
+            assert float((seb(x) - ref).abs().max()) <= tol * max(1.0, float(ref.abs().max()))
+            monkeypatch.setattr(SEB, "gathered_on_cpu", False)
+            assert torch.equal(seb(x), ref)  # switched off: torchvision exactly
+            monkeypatch.setattr(SEB, "gathered_on_cpu", True)
 
 
 @pytest.mark.parametrize("rows", [None, (3, 17, 40, 41)], ids=["all-rows", "few-rows"])
