@@ -134,8 +134,7 @@ def main() -> int:
         inv = torch.exp(model._table64(model.log_inv_gain, q))
         y_hat = ((sym2.double() + means2.double()) * inv).to(dev)
         seb_time[0] = 0.0
-        gs = model._synthesis64(dev)
-        timed("dec: g_s float64", lambda: gs(y_hat))
+        timed("dec: g_s float64", lambda: model._synthesise64(y_hat, dev))
         times.setdefault("dec:   of which SEB (deform conv)", []).append(seb_time[0] * 1e3 / b)
         lat = CompressedLatents([c.groups[0].y for c in chunks], [c.groups[0].z for c in chunks], zshape,
                                 (side, side), [args.quality] * b, [0] * b)

@@ -52,9 +52,9 @@ def encoder_side_reconstruction(model: DMENet, x: torch.Tensor, quality: float |
     _, means = model._indexes_and_means(z_hat, q)
     symbols = torch.round(y - means)
     inv = torch.exp(model._table64(model.log_inv_gain, q))
-    if hasattr(model, "_synthesis64"):
+    if hasattr(model, "_synthesise64"):
         y_hat = (symbols.double() + means.double()) * inv
-        x_hat = model._synthesis64(y_hat.device)(y_hat)
+        x_hat = model._synthesise64(y_hat, y_hat.device)
     else:
         x_hat = model.g_s((symbols + means) * inv.float())
     return x_hat.clamp(0, 1)[..., :h, :w]

@@ -148,6 +148,15 @@ class DMENet(CompressionModel):
     def _synthesis64(self, device: torch.device) -> nn.Module:
         return self._float64("g_s", device)
 
+    def _synthesise64(self, y_hat: Tensor, device: torch.device) -> Tensor:
+        """``g_s`` in float64, one image at a time on the CPU: its float64 convolutions allocate column
+        buffers for the whole batch (151 MB for one layer of a batch of 8 at N = 128), which made a
+        chunk decode 10-20 % slower in a batch than alone."""
+        g_s = self._synthesis64(device)
+        if y_hat.device.type != "cpu":
+            return g_s(y_hat)
+        return torch.cat([g_s(y_hat[i : i + 1]) for i in range(y_hat.shape[0])])
+
     def invalidate_exact_cache(self) -> None:
         """Call after changing weights in place (the float64 copies are rebuilt on next use)."""
         self._copies64 = {}
@@ -242,7 +251,7 @@ class DMENet(CompressionModel):
         digests = [_digest(s) for s in symbols]
         inv = torch.exp(self._table64(self.log_inv_gain, q))
         y_hat = ((symbols.double() + means.double()) * inv).to(device)
-        x_hat = self._synthesis64(device)(y_hat).clamp_(0, 1)
+        x_hat = self._synthesise64(y_hat, device).clamp_(0, 1)
         h, w = latents.image_shape
         return x_hat[..., :h, :w].cpu(), digests
 
