@@ -1,14 +1,16 @@
 """Speed paths that must not change results: SEB's gathered deformable convolution (CPU, float32 and
-float64) against torchvision's, and the cached CDF tables of the y entropy coder against compressai's."""
+float64) against torchvision's, LSM's float64 depthwise convolutions against PyTorch's, and the cached
+CDF tables of the y entropy coder against compressai's."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 
 from dmenet_geo.model import DMENet, DMENetConfig
-from dmenet_geo.model.layers import SEB, deform_conv2d_gathered
+from dmenet_geo.model.layers import SEB, DepthwiseConv2d, deform_conv2d_gathered
 
 SHAPES = [(4, 32, 64, 64), (2, 16, 1, 7), (2, 16, 5, 1), (1, 8, 1, 1), (3, 16, 16, 24)]
 
@@ -92,6 +94,25 @@ def test_seb_uses_the_gathered_path_on_the_cpu(monkeypatch: pytest.MonkeyPatch) 
             monkeypatch.setattr(SEB, "gathered_on_cpu", False)
             assert torch.equal(seb(x), ref)  # switched off: torchvision exactly
             monkeypatch.setattr(SEB, "gathered_on_cpu", True)
+
+
+@pytest.mark.parametrize("kernel", [(5, 5), (21, 1), (1, 21), (7, 1), (3, 3)], ids=lambda k: f"{k[0]}x{k[1]}")
+@pytest.mark.parametrize("shape", [(2, 8, 16, 16), (1, 8, 3, 30), (3, 8, 1, 1)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_depthwise_float64_matches_pytorch(kernel: tuple[int, int], shape: tuple[int, ...]) -> None:
+    torch.manual_seed(7)
+    conv = DepthwiseConv2d(shape[1], kernel)
+    with torch.no_grad():
+        conv.bias.normal_()  # type: ignore[union-attr]
+    x = torch.randn(shape)
+    ref32 = F.conv2d(x, conv.weight, conv.bias, padding=conv.padding, groups=shape[1])
+    assert torch.equal(conv(x), ref32)  # float32: PyTorch's own convolution
+    conv64, x64 = conv.double(), x.double()
+    ref64 = F.conv2d(x64, conv64.weight, conv64.bias, padding=conv64.padding, groups=shape[1])
+    got = conv64(x64)
+    assert got.shape == ref64.shape and got.dtype == torch.float64
+    assert float((got - ref64).abs().max()) <= 1e-13 * max(1.0, float(ref64.abs().max()))
+    assert not torch.equal(got, torch.zeros_like(got))
 
 
 @pytest.mark.parametrize("rows", [None, (3, 17, 40, 41)], ids=["all-rows", "few-rows"])

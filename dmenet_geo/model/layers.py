@@ -20,6 +20,8 @@ Section 2 of Shi et al. (DMENet) with Tables 1 and 2. Choices where the paper is
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from compressai.layers import GDN
@@ -159,7 +161,7 @@ class DepthwiseConv2d(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         if x.dtype != torch.float64 or x.device.type != "cpu":
             return super().forward(x)
-        (kh, kw), (ph, pw) = self.kernel_size, self.padding
+        (kh, kw), (ph, pw) = self.kernel_size, cast(tuple[int, int], self.padding)
         h, w = x.shape[-2:]
         padded = F.pad(x, (pw, pw, ph, ph))
         taps = self.weight.view(-1, 1, kh * kw)
