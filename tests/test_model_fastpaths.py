@@ -115,6 +115,11 @@ def test_depthwise_float64_matches_pytorch(kernel: tuple[int, int], shape: tuple
     assert not torch.equal(got, torch.zeros_like(got))
 
 
+def test_depthwise_needs_an_odd_kernel() -> None:
+    with pytest.raises(ValueError, match="odd kernel"):
+        DepthwiseConv2d(4, (4, 1))
+
+
 @pytest.mark.parametrize("rows", [None, (3, 17, 40, 41)], ids=["all-rows", "few-rows"])
 def test_cached_cdf_tables_code_exactly_like_compressai(rows: tuple[int, ...] | None) -> None:
     """The coder passes CompressAI only the table rows a call uses, renumbered: the same strings as
