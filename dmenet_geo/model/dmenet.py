@@ -145,14 +145,11 @@ class DMENet(CompressionModel):
     def _exact_parameters(self) -> nn.Module:
         return self._float64("entropy_parameters", "cpu")
 
-    def _synthesis64(self, device: torch.device) -> nn.Module:
-        return self._float64("g_s", device)
-
     def _synthesise64(self, y_hat: Tensor, device: torch.device) -> Tensor:
         """``g_s`` in float64, one image at a time on the CPU: its float64 convolutions allocate column
         buffers for the whole batch (151 MB for one layer of a batch of 8 at N = 128), which made a
         chunk decode 10-20 % slower in a batch than alone."""
-        g_s = self._synthesis64(device)
+        g_s = self._float64("g_s", device)
         if y_hat.device.type != "cpu":
             return g_s(y_hat)
         return torch.cat([g_s(y_hat[i : i + 1]) for i in range(y_hat.shape[0])])

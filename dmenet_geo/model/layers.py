@@ -9,7 +9,7 @@ Section 2 of Shi et al. (DMENet) with Tables 1 and 2. Choices where the paper is
 * SEB is one 3x3 deformable convolution (``torchvision.ops.deform_conv2d``) whose offsets come from a
   zero-initialised 3x3 convolution, so SEB starts as a plain 3x3 convolution and learns to bend. On
   the CPU it runs as a weighted gather of each sample's four neighbours + a matrix product
-  (:func:`deform_conv2d_gathered`, the same function, 2-4x faster); CUDA uses torchvision's kernel.
+  (:func:`deform_conv2d_gathered`, the same function, 2-5x faster); CUDA uses torchvision's kernel.
 * LSM's 5x5 convolution (producing E of eq. 9) is depthwise, like LKE's strip convolutions: the paper
   keeps LSM's spatial part single-channel and leaves channel mixing to the final 1x1 convolution.
   (A dense 5x5 would add 25 N^2 parameters: 1.6 M at N = 256.)
@@ -68,9 +68,9 @@ class SEB(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
 
     #: On the CPU (float32 for the encoder and training, float64 for the exact decoder's g_s) the same
-    #: deformable convolution runs as :func:`deform_conv2d_gathered`: 2.3-3.1x faster than torchvision's
-    #: CPU kernel in float64 and 3-4x in float32 (batch 8, one thread, session 20); outputs agree to
-    #: rounding (~1e-14 relative in float64).
+    #: deformable convolution runs as :func:`deform_conv2d_gathered`: 2.2-3.2x faster than torchvision's
+    #: CPU kernel in float64 and 2.9-5.1x in float32 (``pipelines/bench_deform.py``: batch 8, one
+    #: thread); outputs agree to rounding (~1e-14 relative in float64).
     gathered_on_cpu = True
 
     def forward(self, x: Tensor) -> Tensor:
@@ -167,11 +167,10 @@ class DepthwiseConv2d(nn.Conv2d):
         (kh, kw), (ph, pw) = self.kernel_size, cast(tuple[int, int], self.padding)
         h, w = x.shape[-2:]
         padded = F.pad(x, (pw, pw, ph, ph))
-        taps = self.weight.view(-1, 1, kh * kw)
         out = torch.zeros_like(x) if self.bias is None else self.bias.view(1, -1, 1, 1).expand_as(x).clone()
-        for t in range(kh * kw):
-            i, j = divmod(t, kw)
-            out.addcmul_(padded[:, :, i : i + h, j : j + w], taps[:, :, t].view(1, -1, 1, 1))
+        for i in range(kh):
+            for j in range(kw):
+                out.addcmul_(padded[:, :, i : i + h, j : j + w], self.weight[:, :, i, j].view(1, -1, 1, 1))
         return out
 
 
