@@ -1,6 +1,7 @@
 """Speed paths that must not change results: SEB's gathered deformable convolution (CPU, float32 and
-float64) against torchvision's, LSM's float64 depthwise convolutions against PyTorch's, and the cached
-CDF tables of the y entropy coder against compressai's."""
+float64) against torchvision's, LSM's float64 depthwise convolutions and the float64 tap convolutions
+(PEB, SEB's offsets) against PyTorch's, and the cached CDF tables of the y entropy coder against
+compressai's."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 
 from dmenet_geo.model import DMENet, DMENetConfig
-from dmenet_geo.model.layers import SEB, DepthwiseConv2d, deform_conv2d_gathered
+from dmenet_geo.model.layers import PEB, SEB, DepthwiseConv2d, deform_conv2d_gathered
+from dmenet_geo.model.tapconv import tap_convolutions
 
 SHAPES = [(4, 32, 64, 64), (2, 16, 1, 7), (2, 16, 5, 1), (1, 8, 1, 1), (3, 16, 16, 24)]
 
@@ -87,6 +89,10 @@ def test_seb_uses_the_gathered_path_on_the_cpu(monkeypatch: pytest.MonkeyPatch) 
         x = torch.randn(2, 16, 20, 20, generator=torch.Generator().manual_seed(2), dtype=dtype)
         with torch.no_grad():
             offset = seb.offset(x)
+            if dtype == torch.float64:  # the exact decoder computes the offsets as tap convolutions
+                taps = tap_convolutions(x, [seb.offset])[0]
+                assert float((taps - offset).abs().max()) <= tol * max(1.0, float(offset.abs().max()))
+                offset = taps
             assert float(offset.abs().max()) > 0.1  # the samples really move
             ref = deform_conv2d(x, offset, seb.weight, seb.bias, padding=(1, 1))
             assert torch.equal(seb(x), deform_conv2d_gathered(x, offset, seb.weight, seb.bias))
@@ -118,6 +124,62 @@ def test_depthwise_float64_matches_pytorch(kernel: tuple[int, int], shape: tuple
 def test_depthwise_needs_an_odd_kernel() -> None:
     with pytest.raises(ValueError, match="odd kernel"):
         DepthwiseConv2d(4, (4, 1))
+
+
+@pytest.mark.parametrize(
+    ("kernel", "dilation", "shape"),
+    [
+        (3, 1, (2, 8, 16, 12)),
+        (3, 2, (1, 8, 9, 11)),
+        (3, 3, (1, 8, 64, 64)),
+        (3, 3, (2, 4, 2, 5)),  # smaller than the dilated kernel: most taps fall outside
+        (1, 1, (3, 8, 7, 7)),
+        (5, 1, (1, 6, 16, 16)),
+    ],
+    ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v),
+)
+def test_tap_convolutions_match_pytorch(kernel: int, dilation: int, shape: tuple[int, ...]) -> None:
+    torch.manual_seed(11)
+    convs = [
+        torch.nn.Conv2d(shape[1], out, kernel, padding=dilation * (kernel // 2), dilation=dilation, bias=bias)
+        for out, bias in ((5, True), (3, False))
+    ]
+    x = torch.randn(shape, dtype=torch.float64)
+    with torch.no_grad():
+        got = tap_convolutions(x, [conv.double() for conv in convs])
+        for conv, out in zip(convs, got, strict=True):
+            ref = conv(x)
+            assert out.shape == ref.shape and out.dtype == torch.float64
+            assert float((out - ref).abs().max()) <= 1e-13 * max(1.0, float(ref.abs().max()))
+
+
+def test_tap_convolutions_refuse_what_they_do_not_compute() -> None:
+    x = torch.zeros(1, 4, 8, 8, dtype=torch.float64)
+    for conv in (
+        torch.nn.Conv2d(4, 4, 3, stride=2, padding=1),
+        torch.nn.Conv2d(4, 4, 3, padding=0),
+        torch.nn.Conv2d(4, 4, 2, padding=1),
+        torch.nn.Conv2d(4, 4, 3, padding=1, groups=2),
+        torch.nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"),
+    ):
+        with pytest.raises(ValueError, match="tap convolutions need"):
+            tap_convolutions(x, [conv.double()])
+
+
+def test_peb_float64_matches_its_float32_layers() -> None:
+    """PEB's float64 CPU path (tap convolutions) computes what its convolutions do."""
+    torch.manual_seed(3)
+    peb = PEB(16).eval()
+    x = torch.randn(2, 16, 23, 17)
+    with torch.no_grad():
+        peb64 = PEB(16).double().eval()
+        peb64.load_state_dict(peb.state_dict())
+        convs = [peb64.branch_a, peb64.branch_b, peb64.branch_c, peb64.branch_d]
+        x64 = x.double()
+        ref = peb64.fuse(torch.cat([conv(x64) for conv in convs], dim=1) + x64)
+        got = peb64(x64)
+    assert float((got - ref).abs().max()) <= 1e-13 * max(1.0, float(ref.abs().max()))
+    assert float((peb(x).double() - got).abs().max()) <= 1e-4  # the float32 path: the same layer
 
 
 @pytest.mark.parametrize("rows", [None, (3, 17, 40, 41)], ids=["all-rows", "few-rows"])

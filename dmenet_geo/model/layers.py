@@ -15,7 +15,9 @@ Section 2 of Shi et al. (DMENet) with Tables 1 and 2. Choices where the paper is
   (A dense 5x5 would add 25 N^2 parameters: 1.6 M at N = 256.)
 * PEB's four branches each reduce to ``c // 4`` channels: A is 1x1, B is 3x3, C is 3x3 with dilation
   2 and D is 3x3 with dilation 3 (receptive fields 1, 3, 5 and 7). Their concatenation has ``c``
-  channels, so eq. 8's residual ``+ Output_SEB`` is added before the final 1x1 convolution.
+  channels, so eq. 8's residual ``+ Output_SEB`` is added before the final 1x1 convolution. In the
+  exact decoder's float64 on the CPU the four branches, and SEB's offset convolution, run as one
+  matrix product over their taps (:mod:`dmenet_geo.model.tapconv`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import torch.nn.functional as F
 from compressai.layers import GDN
 from torch import Tensor, nn
 from torchvision.ops import deform_conv2d
+
+from dmenet_geo.model.tapconv import tap_convolutions
 
 __all__ = ["CBlock", "RBlock", "SDPM", "SEB", "PEB", "LSM", "LKE", "DepthwiseConv2d"]
 
@@ -74,7 +78,7 @@ class SEB(nn.Module):
     gathered_on_cpu = True
 
     def forward(self, x: Tensor) -> Tensor:
-        offset = self.offset(x)
+        offset = tap_convolutions(x, [self.offset])[0] if _float64_cpu(x) else self.offset(x)
         if self.gathered_on_cpu and x.device.type == "cpu":
             return deform_conv2d_gathered(x, offset, self.weight, self.bias)
         return deform_conv2d(x, offset, self.weight, self.bias, padding=(1, 1))
@@ -84,7 +88,8 @@ def deform_conv2d_gathered(x: Tensor, offset: Tensor, weight: Tensor, bias: Tens
     """``torchvision.ops.deform_conv2d(x, offset, weight, bias, padding=k // 2)`` (stride 1, dilation 1,
     one offset group, no mask) in two steps: every (pixel, tap) sample as the weighted sum of its four
     bilinear neighbours, gathered from channel-last pixels by ``F.embedding_bag`` (neighbours outside
-    the image weigh 0, like torchvision's zeros), then one matrix product with the kernel.
+    the image weigh 0, like torchvision's zeros), then one matrix product with the kernel (in float64,
+    one per block of pixels).
 
     Every step is elementwise or a per-row sum over four terms, so the result does not depend on the
     thread count; the matrix product behaves like the float64 convolutions around it."""
@@ -109,12 +114,28 @@ def deform_conv2d_gathered(x: Tensor, offset: Tensor, weight: Tensor, bias: Tens
             weights.append(wy * wx * inside)
     first = (torch.arange(b, device=x.device) * hw).view(b, 1, 1, 1, 1)  # each image's first table row
     rows = (torch.stack(index, dim=-1) + first).view(-1, 4)
-    table = x.permute(0, 2, 3, 1).reshape(b * hw, c)
+    table = x.permute(0, 2, 3, 1).reshape(b * hw, c).contiguous()  # a strided view when b == 1: slow rows
     share = torch.stack(weights, dim=-1).view(-1, 4)
-    cols = F.embedding_bag(rows, table, mode="sum", per_sample_weights=share)  # (b * h * w * k, c)
-    kernel = weight.permute(0, 2, 3, 1).reshape(o, k * c)  # columns ordered (tap, channel) like cols
-    out = torch.matmul(cols.view(b, hw, k * c), kernel.t()) + bias  # (b, h*w, o)
+    kernel = weight.permute(0, 2, 3, 1).reshape(o, k * c).t()  # rows ordered (tap, channel) like cols
+    if not _float64_cpu(x):
+        cols = F.embedding_bag(rows, table, mode="sum", per_sample_weights=share)  # (b * h * w * k, c)
+        out = torch.matmul(cols.view(b, hw, k * c), kernel) + bias  # (b, h*w, o)
+        return out.transpose(1, 2).contiguous().view(b, o, h, w)
+    # The exact decoder: blocks of GATHER_BLOCK pixels, each image on its own, so that the gathered
+    # samples (9 x 64 channels x 8 bytes a pixel at N = 128) stay in cache for their product: 1.3-1.7x
+    # faster at a 64x64 input. Block bounds never depend on the batch.
+    parts = []
+    for start in range(0, b * hw, hw):
+        for lo in range(start, start + hw, GATHER_BLOCK):
+            rng = slice(lo * k, min(lo + GATHER_BLOCK, start + hw) * k)
+            cols = F.embedding_bag(rows[rng], table, mode="sum", per_sample_weights=share[rng])
+            parts.append(torch.matmul(cols.view(-1, k * c), kernel))
+    out = torch.cat(parts).view(b, hw, o) + bias
     return out.transpose(1, 2).contiguous().view(b, o, h, w)
+
+
+#: Pixels per block of the float64 gathered deformable convolution (see :func:`deform_conv2d_gathered`).
+GATHER_BLOCK = 512
 
 
 class PEB(nn.Module):
@@ -130,7 +151,11 @@ class PEB(nn.Module):
         self.fuse = nn.Conv2d(ch, ch, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        branches = torch.cat([self.branch_a(x), self.branch_b(x), self.branch_c(x), self.branch_d(x)], dim=1)
+        convs = [self.branch_a, self.branch_b, self.branch_c, self.branch_d]
+        if _float64_cpu(x):  # one matrix product for the four branches' taps (2.3x faster, one thread)
+            branches = torch.cat(tap_convolutions(x, convs), dim=1)
+        else:
+            branches = torch.cat([conv(x) for conv in convs], dim=1)
         return self.fuse(branches + x)
 
 
@@ -150,6 +175,11 @@ class SDPM(nn.Module):
         return self.peb(self.seb(out))
 
 
+def _float64_cpu(x: Tensor) -> bool:
+    """The exact decoder's arithmetic, where :mod:`dmenet_geo.model.tapconv` beats ``F.conv2d``."""
+    return x.dtype == torch.float64 and x.device.type == "cpu"
+
+
 class DepthwiseConv2d(nn.Conv2d):
     """A depthwise convolution (stride 1, "same" padding). In float64 on the CPU (the exact entropy
     parameters) it runs as one multiply-add per kernel tap over all channels: PyTorch's float64 CPU
@@ -162,7 +192,7 @@ class DepthwiseConv2d(nn.Conv2d):
         super().__init__(ch, ch, kernel, padding=(kernel[0] // 2, kernel[1] // 2), groups=ch)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dtype != torch.float64 or x.device.type != "cpu":
+        if not _float64_cpu(x):
             return super().forward(x)
         (kh, kw), (ph, pw) = self.kernel_size, cast(tuple[int, int], self.padding)
         h, w = x.shape[-2:]
