@@ -14,7 +14,7 @@ __all__ = ["DMENetConfig", "DEFAULT_LAMBDAS", "ConfigError", "CONTEXTS"]
 # CompressAI's own quality-6 lambda. The paper's lambdas (0.007..0.660) do not state their scale.
 # A wider range is one ``pipelines/train.py --lambdas`` away (it re-targets trained gain tables), but
 # at N = 64 the latent (64 channels at 1/16 resolution) saturates near 28-29 dB on aerial RGB, so
-# higher lambdas buy bits without quality; see dmenet_geo/weights/default.md.
+# higher lambdas buy bits without quality; see dmenet_geo/weights/default-ecbb8582.md.
 DEFAULT_LAMBDAS: tuple[float, ...] = tuple(round(0.0009 * (0.0483 / 0.0009) ** (k / 7), 6) for k in range(8))
 
 CONFIG_ID = "dmenet-model"
