@@ -114,24 +114,24 @@ def deform_conv2d_gathered(x: Tensor, offset: Tensor, weight: Tensor, bias: Tens
             weights.append(wy * wx * inside)
     first = (torch.arange(b, device=x.device) * hw).view(b, 1, 1, 1, 1)  # each image's first table row
     rows = (torch.stack(index, dim=-1) + first).view(-1, 4)
-    table = x.permute(0, 2, 3, 1).reshape(b * hw, c).contiguous()  # a strided view when b == 1: slow rows
+    table = x.permute(0, 2, 3, 1).reshape(b * hw, c).contiguous()  # a (slow) strided view when b == 1
     share = torch.stack(weights, dim=-1).view(-1, 4)
     kernel = weight.permute(0, 2, 3, 1).reshape(o, k * c).t()  # rows ordered (tap, channel) like cols
-    if not _float64_cpu(x):
+    if _float64_cpu(x):
+        # The exact decoder: blocks of GATHER_BLOCK pixels, each image on its own, so that the
+        # gathered samples (9 x 64 channels x 8 bytes a pixel at N = 128) stay in cache for their
+        # product. Block bounds never depend on the batch.
+        parts = []
+        for start in range(0, b * hw, hw):
+            for lo in range(start, start + hw, GATHER_BLOCK):
+                rng = slice(lo * k, min(lo + GATHER_BLOCK, start + hw) * k)
+                cols = F.embedding_bag(rows[rng], table, mode="sum", per_sample_weights=share[rng])
+                parts.append(torch.matmul(cols.view(-1, k * c), kernel))
+        product = torch.cat(parts).view(b, hw, o)
+    else:
         cols = F.embedding_bag(rows, table, mode="sum", per_sample_weights=share)  # (b * h * w * k, c)
-        out = torch.matmul(cols.view(b, hw, k * c), kernel) + bias  # (b, h*w, o)
-        return out.transpose(1, 2).contiguous().view(b, o, h, w)
-    # The exact decoder: blocks of GATHER_BLOCK pixels, each image on its own, so that the gathered
-    # samples (9 x 64 channels x 8 bytes a pixel at N = 128) stay in cache for their product: 1.3-1.7x
-    # faster at a 64x64 input. Block bounds never depend on the batch.
-    parts = []
-    for start in range(0, b * hw, hw):
-        for lo in range(start, start + hw, GATHER_BLOCK):
-            rng = slice(lo * k, min(lo + GATHER_BLOCK, start + hw) * k)
-            cols = F.embedding_bag(rows[rng], table, mode="sum", per_sample_weights=share[rng])
-            parts.append(torch.matmul(cols.view(-1, k * c), kernel))
-    out = torch.cat(parts).view(b, hw, o) + bias
-    return out.transpose(1, 2).contiguous().view(b, o, h, w)
+        product = torch.matmul(cols.view(b, hw, k * c), kernel)  # (b, h*w, o)
+    return (product + bias).transpose(1, 2).contiguous().view(b, o, h, w)
 
 
 #: Pixels per block of the float64 gathered deformable convolution (see :func:`deform_conv2d_gathered`).
@@ -152,7 +152,7 @@ class PEB(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         convs = [self.branch_a, self.branch_b, self.branch_c, self.branch_d]
-        if _float64_cpu(x):  # one matrix product for the four branches' taps (2.3x faster, one thread)
+        if _float64_cpu(x):  # one matrix product for the four branches' taps (pipelines/bench_tapconv.py)
             branches = torch.cat(tap_convolutions(x, convs), dim=1)
         else:
             branches = torch.cat([conv(x) for conv in convs], dim=1)

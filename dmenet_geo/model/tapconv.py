@@ -3,11 +3,12 @@
 PyTorch has no fast float64 convolution on the CPU: it copies every input pixel once per kernel tap
 into a column buffer, then multiplies. When a layer has few output channels the product reads that
 buffer (9x the input) for only a few multiply-adds per value, and dilated kernels take a slower path
-still (``slow_conv_dilated2d``: 7.5 ms against 5.2 ms for PEB's 3x3 branches on a 64x64x64 input,
-one thread). Here the input is multiplied once by the weights of every tap of every convolution
-that reads it, ``(taps * out, in) @ (in, H * W)``, and each output is the sum of its taps' rows
-shifted into place. Same arithmetic, other summation order: results agree with ``F.conv2d`` to
-~1e-14, and they do not depend on the thread count more than the matrix product does.
+still (``slow_conv_dilated2d``). Here the input is multiplied once by the weights of every tap of
+every convolution that reads it, ``(taps * out, in) @ (in, H * W)``, and each output is the sum of
+its taps' rows shifted into place: PEB's four branches 2.3-4.1x faster, SEB's offsets 1.8-2.2x
+(``python pipelines/bench_tapconv.py``, one thread, two runs). Same arithmetic, other summation order:
+results agree with ``F.conv2d`` to ~1e-14, and they do not depend on the thread count more than
+the matrix product does.
 
 Only stride 1 with "same" zero padding (``padding = dilation * (kernel // 2)``), one group, odd
 kernels: what PEB and SDPM use. :func:`tap_convolutions` checks and refuses anything else.
