@@ -6,7 +6,8 @@ Copies ``weights.pt`` to ``dmenet_geo/weights/NAME.pt`` and writes ``NAME.json``
 provenance from ``weights.json`` plus the file's SHA-256, which :func:`dmenet_geo.load_model` checks).
 Weights already installed as NAME with another SHA-256 are kept as ``NAME-<first 8 hex digits>``
 (weights, sidecar and model card): stores written with them name that SHA-256, and the codec finds
-the earlier weights by it, so they keep decoding. ``--drop-previous`` replaces them instead.
+the earlier weights by it, so they keep decoding; names that shared NAME's file (``"weights_file"``
+in their sidecars) move to the kept copy. ``--drop-previous`` replaces them instead.
 """
 
 from __future__ import annotations
@@ -22,17 +23,29 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "dmenet_geo" / "weights"
 
 
 def keep_previous(name: str, new_sha: str, weights_dir: Path = WEIGHTS_DIR) -> str | None:
-    """Copy the installed NAME (weights, sidecar, card) to ``NAME-<sha8>`` when its SHA-256 differs
-    from ``new_sha``; returns the name it was kept under."""
+    """Keep the installed NAME (weights, sidecar, card) as ``NAME-<sha8>`` when its SHA-256 differs
+    from ``new_sha``; returns the name it was kept under. Sidecars that share NAME's weights file
+    (``"weights_file"``) are pointed at the kept copy; a NAME that itself shares another model's
+    file is kept as a sidecar naming that file, without a copy."""
     sidecar = weights_dir / f"{name}.json"
-    if not sidecar.exists() or not sidecar.with_suffix(".pt").exists():
+    if not sidecar.exists():
         return None
     meta = json.loads(sidecar.read_text())
+    own = f"{name}.pt"
+    shared = meta.get("weights_file")
+    if not (weights_dir / (shared or own)).exists():
+        return None
     old_sha = str(meta.get("sha256", ""))
     if not old_sha or old_sha == new_sha:
         return None
     kept = f"{name}-{old_sha[:8]}"
-    shutil.copyfile(sidecar.with_suffix(".pt"), weights_dir / f"{kept}.pt")
+    if shared is None:
+        shutil.copyfile(weights_dir / own, weights_dir / f"{kept}.pt")
+        for other in sorted(weights_dir.glob("*.json")):
+            other_meta = json.loads(other.read_text())
+            if other_meta.get("weights_file") == own:
+                other_meta["weights_file"] = f"{kept}.pt"
+                other.write_text(json.dumps(other_meta, indent=2) + "\n")
     meta["superseded_by"] = name
     (weights_dir / f"{kept}.json").write_text(json.dumps(meta, indent=2) + "\n")
     if sidecar.with_suffix(".md").exists():
@@ -50,7 +63,8 @@ def install(src: Path, name: str, extra: dict[str, object] | None = None, keep: 
             print(f"previous {name} kept as {kept}", file=sys.stderr)
     shutil.copyfile(src, WEIGHTS_DIR / f"{name}.pt")
     meta["sha256"] = sha
-    meta.pop("superseded_by", None)  # inherited from the weights a run started from, not true of these
+    for stale in ("superseded_by", "weights_file"):  # inherited from the weights a run started from
+        meta.pop(stale, None)
     meta.update(extra or {})
     (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
     return str(meta["sha256"])

@@ -327,6 +327,23 @@ def test_install_keeps_the_previous_weights_under_their_sha(tmp_path: Path) -> N
     assert (tmp_path / "m-abababab.md").read_text() == "card of the old weights"
 
 
+def test_install_moves_names_sharing_the_file_to_the_kept_copy(tmp_path: Path) -> None:
+    from pipelines import install_weights
+
+    old_sha = "ab" * 32
+    (tmp_path / "m.pt").write_bytes(b"old weights")
+    (tmp_path / "m.json").write_text(json.dumps({"sha256": old_sha, "config": {"n": 8}}))
+    (tmp_path / "alias.json").write_text(json.dumps({"sha256": old_sha, "weights_file": "m.pt"}))
+    (tmp_path / "x.json").write_text(json.dumps({"sha256": "ef" * 32, "weights_file": "x.pt"}))
+    assert install_weights.keep_previous("m", "cd" * 32, tmp_path) == "m-abababab"
+    assert json.loads((tmp_path / "alias.json").read_text())["weights_file"] == "m-abababab.pt"
+    assert json.loads((tmp_path / "x.json").read_text())["weights_file"] == "x.pt"  # another file: untouched
+    # replacing the alias itself keeps it as a sidecar naming the same file, with no copy
+    assert install_weights.keep_previous("alias", "cd" * 32, tmp_path) == "alias-abababab"
+    assert json.loads((tmp_path / "alias-abababab.json").read_text())["weights_file"] == "m-abababab.pt"
+    assert not (tmp_path / "alias-abababab.pt").exists()
+
+
 def test_install_drops_an_inherited_supersession(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run started from superseded weights inherits their sidecar; the installed model is current."""
     from pipelines import install_weights

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -136,3 +137,29 @@ def test_shipped_wide_model_reaches_past_the_earlier_defaults_top(sample_tiles: 
         assert model.config.n == n
     wide, earlier = top["default"], top["default-ecbb8582"]
     assert all(w > d + 1.0 for w, d in zip(wide, earlier, strict=True)), top
+
+
+def test_wide_shares_the_file_of_the_weights_it_names() -> None:
+    """``wide`` ships no bytes of its own: its sidecar names the file it shares, and that file's
+    SHA-256 is the one its sidecar records (checked by ``load_model``)."""
+    from dmenet_geo.model.zoo import available_models, file_sha256
+    from dmenet_geo.weights import WEIGHTS_DIR
+
+    info = model_info("wide")
+    assert not (WEIGHTS_DIR / "wide.pt").exists() and info.path.parent == WEIGHTS_DIR
+    assert info.path.exists() and file_sha256(info.path) == info.sha256
+    assert "wide" in available_models()
+
+
+@pytest.mark.parametrize(
+    "named", ["../default.pt", "/tmp/x.pt", "default.bin", 3], ids=["parent", "absolute", "suffix", "type"]
+)
+def test_a_weights_file_outside_the_folder_is_refused(
+    named: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dmenet_geo.model import zoo
+
+    (tmp_path / "m.json").write_text(json.dumps({"sha256": "", "config": {}, "weights_file": named}))
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(zoo.WeightsError, match="weights_file"):
+        zoo.model_info("m")

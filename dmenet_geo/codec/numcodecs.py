@@ -45,10 +45,10 @@ def _shipped(model: str) -> tuple[str, int]:
 def _weights_named(model: str, sha256: str) -> str | None:
     """The shipped weights with this SHA-256: ``model`` itself, or, for chunks written before
     ``model`` was retrained or renamed, the weights the package still ships under another name."""
-    from dmenet_geo.weights import WEIGHTS_DIR, read_sidecar
+    from dmenet_geo.weights import WEIGHTS_DIR, read_sidecar, weights_path
 
     for sidecar in (WEIGHTS_DIR / f"{model}.json", *sorted(WEIGHTS_DIR.glob("*.json"))):
-        shipped = sidecar.exists() and sidecar.with_suffix(".pt").exists()
+        shipped = sidecar.exists() and weights_path(sidecar).exists()
         if shipped and read_sidecar(sidecar).get("sha256") == sha256:
             return sidecar.stem
     return None

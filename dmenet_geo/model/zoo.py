@@ -1,8 +1,9 @@
 """Named weights shipped with the package, checked by SHA-256 before they are loaded.
 
 Each model ``NAME`` is two files in ``dmenet_geo/weights``: ``NAME.pt`` (an fp32 state dict with the
-entropy coder's tables) and ``NAME.json`` (its architecture config, SHA-256 and provenance). A model
-card ``NAME.md`` sits beside them. Weights are read with ``torch.load(weights_only=True)``.
+entropy coder's tables) and ``NAME.json`` (its architecture config, SHA-256 and provenance); a
+sidecar whose ``"weights_file"`` names another model's ``.pt`` shares that file. A model card
+``NAME.md`` sits beside them. Weights are read with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 
 from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.dmenet import DMENet
-from dmenet_geo.weights import WEIGHTS_DIR, read_sidecar, shipped_names
+from dmenet_geo.weights import WEIGHTS_DIR, read_sidecar, shipped_names, weights_path
 
 __all__ = ["ModelInfo", "WeightsError", "available_models", "model_info", "load_model", "get_model"]
 
@@ -41,11 +42,11 @@ def available_models() -> list[str]:
     return shipped_names()
 
 
-def _info_from_sidecar(json_path: Path, name: str) -> ModelInfo:
+def _info_from_sidecar(json_path: Path, name: str, path: Path) -> ModelInfo:
     meta = read_sidecar(json_path)
     return ModelInfo(
         name=name,
-        path=json_path.with_suffix(".pt"),
+        path=path,
         sha256=str(meta.get("sha256", "")),
         config=DMENetConfig.from_dict(meta["config"]),
         provenance={k: v for k, v in meta.items() if k not in ("config", "sha256")},
@@ -59,11 +60,15 @@ def model_info(name: str | Path = "default") -> ModelInfo:
         sidecar = path.with_suffix(".json")
         if not sidecar.exists():
             raise WeightsError(f"no config sidecar {sidecar} next to {path}")
-        return _info_from_sidecar(sidecar, path.stem)
+        return _info_from_sidecar(sidecar, path.stem, path)
     sidecar = WEIGHTS_DIR / f"{name}.json"
     if not sidecar.exists():
         raise WeightsError(f"unknown model {name!r}; available: {', '.join(available_models()) or 'none'}")
-    return _info_from_sidecar(sidecar, str(name))
+    try:
+        path = weights_path(sidecar)
+    except ValueError as exc:
+        raise WeightsError(str(exc)) from None
+    return _info_from_sidecar(sidecar, str(name), path)
 
 
 def file_sha256(path: Path) -> str:

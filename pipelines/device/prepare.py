@@ -14,7 +14,7 @@ all, tracked files included: about 22 MB here) plus the git-ignored paths the ca
 
 then, through the device tool (one call; see ``pipelines/device/train.sh``):
 
-    run(command="bash pipelines/device/train.sh dmenet_geo/weights/wide.pt 0.12 --crop 256",
+    run(command="bash pipelines/device/train.sh dmenet_geo/weights/default.pt 0.12 --crop 256",
         carry=[".devdata", ".whl"], timeout_s=590)
 
 ``pipelines/device/train_many.sh`` trains several runs side by side in one such call (session 17:
