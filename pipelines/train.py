@@ -35,7 +35,7 @@ if __package__ in (None, ""):  # run as a script: make the ``pipelines.trainer``
 from dmenet_geo.model.config import CONTEXTS, DMENetConfig  # noqa: E402
 from dmenet_geo.model.training import CropDataset, cosine_lr, list_images, train_step  # noqa: E402
 from pipelines.trainer.persist import RunSettings, save_run  # noqa: E402
-from pipelines.trainer.runtime import StopOnSignal  # noqa: E402
+from pipelines.trainer.runtime import Periodic, StopOnSignal  # noqa: E402
 from pipelines.trainer.start import start_run  # noqa: E402
 from pipelines.trainer.validation import (  # noqa: E402
     validate,
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                            schedule=args.schedule, quality_balance=args.quality_balance,
                            train=[str(p) for p in args.train], seed=args.seed)
     cosine = cosine_plan(args, run.saved_cosine, step)
-    start = last_ckpt = time.time()
+    start = time.time()
     start_step = step
 
     def cosine_done() -> float:  # progress along the cosine, in its unit, including earlier runs
@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     sums = torch.zeros(3, device=device)  # loss, bpp, mse summed on the device: no host sync per step
     count = 0
     max_steps = args.steps or math.inf
+    checkpoints = Periodic(args.checkpoint_minutes, save)
     with StopOnSignal() as stop:
         while time.time() - start < args.hours * 3600 and not stop.requested and step < max_steps:
             if cosine is not None:
@@ -248,9 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 if cosine is None:
                     run.sched.step(validation_loss(stats, config, levels))
                 print("val " + " ".join(f"{k}={v:.3f}" for k, v in stats.items()), flush=True)
-            if time.time() - last_ckpt > args.checkpoint_minutes * 60:
-                save()
-                last_ckpt = time.time()
+            checkpoints.tick()
     save()
     return 0
 

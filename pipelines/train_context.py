@@ -57,7 +57,7 @@ if __package__ in (None, ""):  # run as a script: make the ``pipelines.trainer``
 from dmenet_geo.model.config import DMENetConfig  # noqa: E402
 from dmenet_geo.model.dmenet import DMENet  # noqa: E402
 from dmenet_geo.model.training import CropDataset, cosine_lr, list_images  # noqa: E402
-from pipelines.trainer.runtime import StopOnSignal, atomic_save, fp32_state  # noqa: E402
+from pipelines.trainer.runtime import Periodic, StopOnSignal, atomic_save, fp32_state  # noqa: E402
 
 HYPERPRIOR = ("h_a.", "entropy_parameters.", "entropy_bottleneck.", "log_hyper_gain", "log_hyper_inv_gain")
 
@@ -225,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "weights.json").write_text(json.dumps(out_meta, indent=2))
         print(f"checkpoint step={step} elapsed_h={elapsed / 3600:.2f}", flush=True)
 
-    start = last = interval = time.time()
+    start = interval = time.time()
+    checkpoints = Periodic(args.checkpoint_minutes, save)
     budget = args.hours * 3600 if args.hours > 0 else math.inf
     total_steps = args.steps or None
     acc = {"bits": 0.0, "ref": 0.0, "n": 0}
@@ -278,9 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
                 acc = {"bits": 0.0, "ref": 0.0, "n": 0}
                 interval = time.time()
-            if time.time() - last > args.checkpoint_minutes * 60:
-                save()
-                last = time.time()
+            checkpoints.tick()
     save()
     return 0
 

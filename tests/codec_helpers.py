@@ -35,14 +35,15 @@ SAMPLE_TILES = REPO_ROOT / "sample_tiles"
 WEIGHTS_SIDECAR = REPO_ROOT / "dmenet_geo" / "weights" / "default.json"
 
 # ------------------------------------------------------------------------------------ thresholds
-# The shipped weights are an (almost) untrained placeholder: the thresholds below are deliberately
-# loose and the tests lean on structural assertions and exact equality between processes. Raise
-# them here, in one place, once trained weights land (suggested values in the comments).
+# PSNR floors about 3 dB under what the shipped default decodes (session 23: the real tile at the
+# default quality 31.0 dB; the synthetic rasters 20.9-33.2 dB, the lowest the 16-band int16 raster
+# at quality 1). The error bounds below date from untrained weights and stay structural: the
+# tighter values in their comments failed about 30 tests on the noise-like synthetic rasters.
 
-#: PSNR (dB, peak 255) of a real 3-band uint8 tile at the default quality (trained: >= 28).
-PSNR_MIN_DB = 5.0
-#: PSNR (dB, peak = the band's value range) of the smooth synthetic rasters (trained: >= 30).
-PSNR_MIN_DB_SYNTHETIC = 3.0
+#: PSNR (dB, peak 255) of a real 3-band uint8 tile at the default quality.
+PSNR_MIN_DB = 28.0
+#: PSNR (dB, peak = the band's value range) of the synthetic rasters.
+PSNR_MIN_DB_SYNTHETIC = 18.0
 #: Max abs error as a fraction of a band's (hi - lo) range, plus 1 for integer rounding. The decoder
 #: clamps to [0, 1] in model space, so 1.0 is the structural bound (trained: ~0.3).
 MAX_ABS_ERR_REL = 1.0

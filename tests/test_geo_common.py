@@ -7,7 +7,6 @@ It holds no tests; the other modules import it (``from test_geo_common import ..
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,15 +29,10 @@ ALL_RASTERS = (UINT8_RGB, UINT16_RGB, UINT8_RGBN, INT16_NODATA)
 FAST: dict[str, Any] = {"chunk": 128, "progress": False, "scheduler": "synchronous"}
 
 
-def _weights_trained() -> bool:
-    meta = json.loads((REPO_ROOT / "dmenet_geo" / "weights" / "default.json").read_text())
-    return int(meta.get("steps", 0)) >= 1000
-
-
-#: Minimum PSNR (dB, see dmenet_geo.geo.quality.chunk_psnr) of a round trip at quality 4. The shipped
-#: weights may still be the near-untrained placeholder (8-13 dB here): the threshold rises to 15 dB
-#: by itself once the weights' sidecar records a real training run (>= 1000 steps).
-PSNR_MIN_DB = 15.0 if _weights_trained() else 5.0
+#: Minimum PSNR (dB, see dmenet_geo.geo.quality.chunk_psnr) of a GeoTIFF round trip in these tests:
+#: about 3 dB under the lowest the shipped default gives in these tests (23.4 dB, session 23; the
+#: highest 43.4 dB).
+PSNR_MIN_DB = 20.0
 
 
 def read_source(path: Path, window: tuple[int, int, int, int] | None = None) -> np.ndarray:

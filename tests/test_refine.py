@@ -10,7 +10,7 @@ from codec_helpers import psnr, real_tile
 from dmenet_geo.codec import DMENetCodec
 from dmenet_geo.codec.numcodecs import MAX_REFINE
 from dmenet_geo.model import get_model
-from dmenet_geo.model.refine import MAX_REFINE_STEPS, _costs, refine_latents
+from dmenet_geo.model.refine import MAX_REFINE_STEPS, coded_costs, refine_latents
 
 TILES = {"field": "field.png", "industry": "industry.png", "residential": "residential.png"}
 
@@ -22,7 +22,7 @@ def model():  # type: ignore[no-untyped-def]
 
 def _coded_cost(model, x: torch.Tensor, y: torch.Tensor, q: torch.Tensor) -> float:  # type: ignore[no-untyped-def]
     with torch.no_grad():
-        coded, _ = _costs(model, y, x, q, model.config.lambda_for(float(q[0])), None)
+        coded, _ = coded_costs(model, y, x, q, model.config.lambda_for(float(q[0])), None)
     return float(coded)
 
 

@@ -22,7 +22,8 @@ Beyond the paper:
   uint8 pixels), while float64 differences (~1e-16) practically never cross a rounding boundary.
 * **Batch-independent encoding** on the CPU: the analysis runs one image at a time, so a chunk's
   bytes do not depend on the chunks batched with it; they can still change with the thread count.
-* Training uses additive noise for the rate and straight-through rounding for the decoder input.
+* Training uses additive noise for the rate and straight-through rounding for the decoder input;
+  ``forward(..., hard=True)`` counts the rounded symbols' bits instead (encoder fine-tuning).
 """
 
 from __future__ import annotations
@@ -111,20 +112,38 @@ class DMENet(CompressionModel):
         return quality_tensor(self.config, quality, batch)
 
     # --------------------------------------------------------------- training
-    def forward(self, x: Tensor, quality: float | Sequence[float] | Tensor) -> ForwardResult:
-        """Noise-quantised pass for training; ``x`` in [0, 1], size a multiple of 64."""
+    def forward(
+        self, x: Tensor, quality: float | Sequence[float] | Tensor, hard: bool = False
+    ) -> ForwardResult:
+        """Training pass; ``x`` in [0, 1], size a multiple of 64.
+
+        Rates come from the uniform-noise relaxation, or with ``hard`` from the likelihoods of the
+        symbols the coder writes (``y`` and ``z`` rounded around their means and medians, gradients
+        straight through), the objective of an encoder fine-tuned for a frozen decoder."""
         q = self._qualities(quality, x.shape[0])
         y = self.g_a(x) * self._gain(self.log_gain, q)
         z = self.h_a(y) * self._gain(self.log_hyper_gain, q)
-        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        z_hat, z_likelihoods = self._hard_z(z) if hard else self.entropy_bottleneck(z)
         params = self.entropy_parameters(z_hat * self._gain(self.log_hyper_inv_gain, q))
         if self.context is not None:
-            params = self.context.staged(params, y)
+            params = self.context.staged(params, y, straight_through=hard)
         scales, means = params.chunk(2, dim=1)
-        _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
         y_hat = ste_round(y, means)
+        if hard:
+            gc = self.gaussian_conditional
+            y_likelihoods = gc.likelihood_lower_bound(gc._likelihood(y_hat, scales, means))
+        else:
+            _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
         x_hat = self.g_s(y_hat * self._gain(self.log_inv_gain, q))
         return ForwardResult(x_hat, y_likelihoods, z_likelihoods)
+
+    def _hard_z(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``z`` rounded around the factorised prior's medians (straight through) and its likelihoods."""
+        eb = self.entropy_bottleneck
+        z_hat = ste_round(z, eb._get_medians().reshape(1, -1, 1, 1))
+        flat = z_hat.permute(1, 0, 2, 3).reshape(z.shape[1], 1, -1)
+        lik = eb.likelihood_lower_bound(eb._likelihood(flat)[0])
+        return z_hat, lik.reshape(z.shape[1], z.shape[0], *z.shape[2:]).permute(1, 0, 2, 3)
 
     def train(self, mode: bool = True) -> DMENet:
         self.invalidate_exact_cache()

@@ -30,12 +30,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from dmenet_geo.model.rounding import ste_round
-
 if TYPE_CHECKING:
     from dmenet_geo.model.dmenet import DMENet
 
-__all__ = ["refine_latents", "MAX_REFINE_STEPS"]
+__all__ = ["refine_latents", "coded_costs", "MAX_REFINE_STEPS"]
 
 MAX_REFINE_STEPS = 1000
 _LR = 0.02  # Adam step on y, in quantisation bins (y is coded on a unit grid)
@@ -56,7 +54,7 @@ def _soft_round(v: Tensor, tau: float, generator: torch.Generator) -> Tensor:
     return low + weights[1]
 
 
-def _costs(
+def coded_costs(
     model: DMENet,
     y: Tensor,
     x: Tensor,
@@ -68,11 +66,10 @@ def _costs(
     """The cost of ``y`` as coded (bits per pixel + ``lmbda * 255**2 * MSE``, latents rounded around
     their means; ``None`` unless ``coded``) and, when ``relax = (tau, generator)`` is given, its
     annealed soft-rounded surrogate."""
-    eb, gc, gain = model.entropy_bottleneck, model.gaussian_conditional, model._gain
+    gc, gain = model.gaussian_conditional, model._gain
     pixels = x.shape[-2] * x.shape[-1]
     z = model.h_a(y) * gain(model.log_hyper_gain, q)
-    z_hat = ste_round(z, eb._get_medians().reshape(1, -1, 1, 1))
-    z_lik = eb.likelihood_lower_bound(eb._likelihood(z_hat.permute(1, 0, 2, 3).reshape(z.shape[1], 1, -1))[0])
+    z_hat, z_lik = model._hard_z(z)
     z_bpp = -torch.log(z_lik).sum() / math.log(2) / pixels
     params = model.entropy_parameters(z_hat * gain(model.log_hyper_inv_gain, q))
     if model.context is not None:  # non-anchor parameters from the current latent's rounded anchors,
@@ -126,7 +123,8 @@ def _refine_one(model: DMENet, x: Tensor, y0: Tensor, q: Tensor, steps: int) -> 
         # tiles, 50 steps, 5 qualities) that kept latents of the same bpp and PSNR as checking every
         # step, in about 15 % less time (the check costs about a quarter of a step)
         check = step == 0 or 2 * step >= steps
-        exact, surrogate = _costs(model, y, x, q, lmbda, None if step == steps else (tau, generator), check)
+        relax = None if step == steps else (tau, generator)
+        exact, surrogate = coded_costs(model, y, x, q, lmbda, relax, check)
         if exact is not None and float(exact) < best_cost:
             best, best_cost = y.detach().clone(), float(exact)
         if surrogate is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -45,3 +47,17 @@ class StopOnSignal:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+class Periodic:
+    """Calls ``action`` from :meth:`tick` once ``minutes`` have passed since it was built or last called."""
+
+    def __init__(self, minutes: float, action: Callable[[], None]) -> None:
+        self.seconds = minutes * 60
+        self.action = action
+        self._last = time.time()
+
+    def tick(self) -> None:
+        if time.time() - self._last > self.seconds:
+            self.action()
+            self._last = time.time()
