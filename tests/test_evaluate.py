@@ -20,7 +20,7 @@ from codec_helpers import shipped_sha256  # noqa: E402
 
 from dmenet_geo.model import DMENet  # noqa: E402
 from pipelines import evaluate as ev  # noqa: E402
-from pipelines.rd.bd import bd_quality, bd_rate  # noqa: E402
+from pipelines.rd.bd import bd_quality, bd_rate, rate_differences  # noqa: E402
 
 VAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "val"
 NOTEBOOK = REPO_ROOT / "notebooks" / "rate_distortion.ipynb"
@@ -78,6 +78,33 @@ def test_bd_rate_of_rates_scaled_by_0_8_is_minus_20_percent(method: str) -> None
     assert bd_rate(RATES, PSNRS, scaled, PSNRS, method=method) == pytest.approx(-20.0, abs=1e-9)
     # and the other way round: 1 / 0.8 = +25 %
     assert bd_rate(scaled, PSNRS, RATES, PSNRS, method=method) == pytest.approx(25.0, abs=1e-9)
+
+
+def test_rate_differences_are_the_scaling_at_every_point_inside_the_anchor() -> None:
+    test_rates = [0.8 * r for r in RATES] + [1.0]
+    test_psnrs = [*PSNRS, PSNRS[-1] + 5]  # the last point lies beyond the anchor: left out
+    diffs = rate_differences(RATES, PSNRS, test_rates, test_psnrs)
+    assert [q for q, _ in diffs] == pytest.approx(PSNRS)
+    assert [d for _, d in diffs] == pytest.approx([-20.0] * len(PSNRS), abs=1e-9)
+
+
+def test_bd_script_prints_the_average_and_each_point(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipelines.rd import bd
+
+    def curve(rates: list[float]) -> dict:
+        pairs = zip(rates, PSNRS, strict=True)
+        return {"points": [{"bpp": r, "psnr": q, "ms_ssim_db": q / 2} for r, q in pairs]}
+
+    path = tmp_path / "rd.json"
+    path.write_text(json.dumps({"curves": {"DMENet": curve([0.5 * r for r in RATES]), "WebP": curve(RATES)}}))
+    assert bd.main([str(path), "--anchor", "WebP"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "DMENet against WebP (psnr): BD-rate -50.0 %"
+    assert len(lines) == 1 + len(PSNRS) and all(line.endswith("-50.0 %") for line in lines[1:])
+    with pytest.raises(SystemExit):
+        bd.main([str(path), "--anchor", "AVIF"])
 
 
 def test_bd_rate_sign_follows_a_psnr_shift() -> None:

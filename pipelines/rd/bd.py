@@ -12,17 +12,25 @@ exactly and never overshoots (as in the JVET/AOM common test conditions). ``meth
 original least-squares cubic polynomial fit (needs at least four points per curve).
 
 ``bd_quality`` is the dual: the mean quality difference at equal rate (for example BD-PSNR in dB).
+``rate_differences`` gives the same comparison point by point instead of averaged, which shows where
+along the curve one codec gains or loses. As a script, on a JSON of ``pipelines/evaluate.py``::
+
+    python pipelines/rd/bd.py docs/rate_distortion_val_wide.json --anchor WebP
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
-__all__ = ["bd_rate", "bd_quality"]
+__all__ = ["bd_rate", "bd_quality", "rate_differences"]
 
 METHODS = ("pchip", "cubic")
 
@@ -126,3 +134,46 @@ def bd_quality(
         quality_test,
         method,
     )
+
+
+def rate_differences(
+    rate_anchor: Values, quality_anchor: Values, rate_test: Values, quality_test: Values
+) -> list[tuple[float, float]]:
+    """For each test point within the anchor's quality range: its quality and the percent difference
+    of its rate against the anchor's at that quality (the anchor's log-rate interpolated by PCHIP;
+    negative: ``test`` needs fewer bits there)."""
+    _check_rates(rate_anchor, rate_test)
+    qa, la = _clean(quality_anchor, np.log(np.asarray(rate_anchor, dtype=np.float64)))
+    if qa.size < 2:
+        return []
+    anchor = PchipInterpolator(qa, la, extrapolate=False)
+    out = []
+    for rate, quality in zip(np.asarray(rate_test, float), np.asarray(quality_test, float), strict=True):
+        if qa[0] <= quality <= qa[-1]:
+            out.append((float(quality), 100.0 * math.expm1(math.log(rate) - float(anchor(quality)))))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="BD-rate and point-by-point rate differences of an "
+                                            "evaluate.py JSON's curves")
+    p.add_argument("json", type=Path, help="a JSON written by pipelines/evaluate.py --json")
+    p.add_argument("--anchor", required=True, help="curve name, e.g. WebP")
+    p.add_argument("--test", default="DMENet", help="curve name (default: DMENet)")
+    p.add_argument("--metric", choices=("psnr", "ms_ssim_db"), default="psnr")
+    args = p.parse_args(argv)
+    curves = json.loads(args.json.read_text())["curves"]
+    for name in (args.anchor, args.test):
+        if name not in curves:
+            p.error(f"no curve {name!r} in {args.json}; it has: {', '.join(curves)}")
+    anchor, test = (curves[n]["points"] for n in (args.anchor, args.test))
+    ra, qa = [pt["bpp"] for pt in anchor], [pt[args.metric] for pt in anchor]
+    rt, qt = [pt["bpp"] for pt in test], [pt[args.metric] for pt in test]
+    print(f"{args.test} against {args.anchor} ({args.metric}): BD-rate {bd_rate(ra, qa, rt, qt):+.1f} %")
+    for quality, diff in rate_differences(ra, qa, rt, qt):
+        print(f"  at {quality:.2f}: {diff:+.1f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
