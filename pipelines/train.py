@@ -35,7 +35,7 @@ if __package__ in (None, ""):  # run as a script: make the ``pipelines.trainer``
 from dmenet_geo.model.config import CONTEXTS, DMENetConfig  # noqa: E402
 from dmenet_geo.model.training import CropDataset, cosine_lr, list_images, train_step  # noqa: E402
 from pipelines.trainer.persist import RunSettings, save_run  # noqa: E402
-from pipelines.trainer.runtime import Periodic, StopOnSignal  # noqa: E402
+from pipelines.trainer.runtime import Periodic, StopOnSignal, seed_and_threads  # noqa: E402
 from pipelines.trainer.start import start_run  # noqa: E402
 from pipelines.trainer.validation import (  # noqa: E402
     validate,
@@ -172,10 +172,7 @@ def cosine_plan(args: argparse.Namespace, saved: dict[str, Any] | None, step: in
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    seed_and_threads(args.seed, args.threads)
     rng = random.Random(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":  # fixed crop and batch sizes: let cuDNN pick its fastest kernels once

@@ -57,7 +57,7 @@ if __package__ in (None, ""):  # run as a script: make the ``pipelines.trainer``
 from dmenet_geo.model.config import DMENetConfig  # noqa: E402
 from dmenet_geo.model.dmenet import DMENet  # noqa: E402
 from dmenet_geo.model.training import CropDataset, cosine_lr, list_images  # noqa: E402
-from pipelines.trainer.runtime import Periodic, StopOnSignal, atomic_save, fp32_state  # noqa: E402
+from pipelines.trainer.runtime import Periodic, StopOnSignal, atomic_save, fp32_state, seed_and_threads  # noqa: E402
 
 HYPERPRIOR = ("h_a.", "entropy_parameters.", "entropy_bottleneck.", "log_hyper_gain", "log_hyper_inv_gain")
 
@@ -165,10 +165,7 @@ def trained_state(model: DMENet, hyperprior: bool) -> dict[str, Tensor]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    seed_and_threads(args.seed, args.threads)
     model, meta, base_state = load_frozen(args.init_weights, args.groups, args.warm_start, args.hyperprior)
     base_sha = hashlib.sha256(args.init_weights.read_bytes()).hexdigest()
     context = model.context

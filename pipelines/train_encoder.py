@@ -48,7 +48,7 @@ from dmenet_geo.model.dmenet import DMENet  # noqa: E402
 from dmenet_geo.model.losses import RateDistortionLoss  # noqa: E402
 from dmenet_geo.model.refine import coded_costs  # noqa: E402
 from dmenet_geo.model.training import CropDataset, cosine_lr, list_images  # noqa: E402
-from pipelines.trainer.runtime import Periodic, StopOnSignal, atomic_save, fp32_state  # noqa: E402
+from pipelines.trainer.runtime import Periodic, StopOnSignal, atomic_save, fp32_state, seed_and_threads  # noqa: E402
 
 ENCODER = ("g_a.", "h_a.", "log_gain", "log_hyper_gain")
 
@@ -128,10 +128,7 @@ def batch_costs(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    seed_and_threads(args.seed, args.threads)
     model, meta, frozen = load(args.init_weights)
     reference = copy.deepcopy(model).requires_grad_(False)
     balance = args.quality_balance

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import time
 from collections.abc import Callable
@@ -11,6 +12,14 @@ from types import FrameType
 from typing import Any
 
 import torch
+
+
+def seed_and_threads(seed: int, threads: int = 0) -> None:
+    """Seed ``random`` and ``torch``; use ``threads`` torch threads (0: keep the default)."""
+    if threads:
+        torch.set_num_threads(threads)
+    random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def atomic_save(obj: object, path: Path) -> None:
