@@ -67,13 +67,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: budget only)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=256)
-    p.add_argument("--lr", type=float, default=2e-5)
-    p.add_argument("--min-lr", type=float, default=2e-6, help="cosine decay floor over the budget")
-    p.add_argument("--warmup-steps", type=int, default=100, help="linear learning-rate warm-up")
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--min-lr", type=float, default=1e-6, help="cosine decay floor over the budget")
+    p.add_argument("--warmup-steps", type=int, default=20, help="linear learning-rate warm-up")
     p.add_argument("--objective", choices=("sga", "ste"), default="sga",
                    help="sga: the coded cost with Gumbel-annealed rounding; ste: the model's own loss "
                         "(with Loss_MDSE) on hard-rounded latents, gradients straight through")
-    p.add_argument("--tau", default="0.5,0.1", help="relaxation temperature START,END (linear over the run)")
+    p.add_argument("--tau", default="0.15,0.05", help="rounding temperature START,END (linear over the run)")
     p.add_argument("--quality-balance", type=float, default=None,
                    help="per-sample weight (lambda / mid) ** -ALPHA (default: the weights' own)")
     p.add_argument("--clip", type=float, default=1.0)
@@ -99,7 +99,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load(weights: Path) -> tuple[DMENet, dict, dict[str, torch.Tensor]]:
     """The model (encoder trainable), its sidecar, and the frozen tensors to check at each save."""
-    meta = json.loads(weights.with_suffix(".json").read_text())
+    sidecar = weights.with_suffix(".json")
+    if not weights.exists() or not sidecar.exists():
+        raise SystemExit(f"--init-weights needs {weights} and its sidecar {sidecar}")
+    meta = json.loads(sidecar.read_text())
     model = DMENet(DMENetConfig.from_dict(meta["config"]))
     state = torch.load(weights, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
