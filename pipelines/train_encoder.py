@@ -138,7 +138,6 @@ def main(argv: list[str] | None = None) -> int:
     if balance is None:
         balance = float(meta.get("quality_balance", 0.0))
     criterion = RateDistortionLoss(model.config, balance)
-    mid = math.exp(sum(math.log(v) for v in model.config.lambdas) / model.config.levels)
     learn = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(learn, lr=args.lr)
     step, elapsed_before = 0, 0.0
@@ -190,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             x = data.batch(args.batch, rng)
             draws = [1 + (levels - 1) * rng.random() for _ in range(args.batch)]
             q = torch.tensor(draws, dtype=torch.float64)
-            weights = [(model.config.lambda_for(v) / mid) ** -balance for v in draws]
+            lambdas = torch.tensor([model.config.lambda_for(v) for v in draws], dtype=torch.float64)
+            weights = criterion.sample_weights(lambdas).tolist()
             if args.objective == "sga":
                 exact, surrogate = batch_costs(model, x, q, weights, (tau, generator))
                 assert surrogate is not None

@@ -51,6 +51,10 @@ class RateDistortionLoss(nn.Module):
         # bpp always counts every channel
         self.rate_weights: Tensor | None = None
 
+    def sample_weights(self, lambdas: Tensor) -> Tensor:
+        """Each sample's loss weight, ``(lambda_i / lambda_mid) ** -balance`` (see the module docstring)."""
+        return (lambdas / self._lambda_mid) ** -self.balance
+
     def forward(self, result: ForwardResult, target: Tensor, qualities: Tensor) -> LossTerms:
         b, _, h, w = target.shape
         pixels = h * w
@@ -71,5 +75,5 @@ class RateDistortionLoss(nn.Module):
         )
         loss = rate + lambdas * 255**2 * (mse + self.config.psi * mdse)
         if self.balance:
-            loss = loss * (lambdas / self._lambda_mid) ** -self.balance
+            loss = loss * self.sample_weights(lambdas)
         return LossTerms(loss.mean(), bpp.mean(), mse.mean(), mdse.mean())
