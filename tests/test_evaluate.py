@@ -211,6 +211,23 @@ def test_dmenet_curve_from_a_weights_file(tmp_path: Path, small_model: DMENet, o
     assert refined.points[0].bpp > 0 and math.isfinite(refined.points[0].psnr)
 
 
+def test_weights_measured_against_themselves_differ_by_nothing(
+    tmp_path: Path, small_model: DMENet, tile_dir: Path
+) -> None:
+    """A weights file as the model and as a ``--baseline`` is measured alike (the chunk container
+    both times): no header bytes tilt the BD-rate toward either."""
+    weights = tmp_path / "small.pt"
+    torch.save(small_model.state_dict(), weights)
+    weights.with_suffix(".json").write_text(json.dumps({"config": small_model.config.to_dict()}))
+    result = ev.evaluate(tile_dir, limit=1, model=weights, qualities=[1, 4, 8], codecs=[],
+                         baselines=[weights], progress=False)
+    main, base = result.curves[ev.DMENET], result.curves["DMENet (small)"]
+    assert main.rate_source and base.rate_source
+    assert main.rate_source.startswith("container") and base.rate_source.startswith("container")
+    assert [(p.bpp, p.psnr) for p in main.points] == [(p.bpp, p.psnr) for p in base.points]
+    assert abs(result.bd["DMENet (small)"].bd_rate_psnr_pct) < 1e-9
+
+
 def test_container_rate_of_weights_is_the_codecs_chunk_size(one_tile: np.ndarray) -> None:
     """Packing a model's latent strings gives exactly the bytes the codec writes for a shipped model,
     so weights in training and shipped weights are measured alike."""
