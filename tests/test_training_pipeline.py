@@ -23,6 +23,7 @@ from dmenet_geo.model.training import GAIN_TABLES, cosine_lr, retarget_gains  # 
 from pipelines import evaluate as ev  # noqa: E402
 from pipelines import train, train_context  # noqa: E402
 from pipelines.rd.gain_mbt import GainMeanScaleHyperprior  # noqa: E402
+from pipelines.rd.learned import evaluate_gain_baseline  # noqa: E402
 from pipelines.trainer.runtime import StopOnSignal  # noqa: E402
 
 SAMPLES = REPO_ROOT / "sample_tiles"
@@ -177,6 +178,16 @@ def test_learned_baseline_weights_evaluate_against_dmenet(tmp_path: Path) -> Non
     points = result["curves"][base]["points"]
     assert [p["setting"] for p in points] == [1.0, 8.0] and all(p["bpp"] > 0 for p in points)
     assert base in result["bd"]
+    # both networks' bytes counted alike: in the chunk container, header included
+    assert {c["rate_source"].split(":")[0] for c in result["curves"].values()} == {"container"}
+    tiles = ev.load_tiles(ev.list_images(SAMPLES, limit=1))
+    bare = evaluate_gain_baseline(tmp_path / "mbt" / "weights.pt", tiles, [1.0, 8.0], progress=False,
+                                  rate="latents")
+    pixels = tiles[0].shape[0] * tiles[0].shape[1]
+    for packed, strings in zip(points, bare.points, strict=True):  # 27-33 header bytes per tile
+        assert 27 * 8 <= (packed["bpp"] - strings.bpp) * pixels <= 33 * 8
+    with pytest.raises(ValueError, match="rate must be"):
+        evaluate_gain_baseline(tmp_path / "mbt" / "weights.pt", tiles, [1.0], progress=False, rate="codec")
 
 
 # ------------------------------------------------------------------------------ context training

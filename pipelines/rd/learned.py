@@ -232,15 +232,20 @@ def evaluate_gain_baseline(
     device: str = "cpu",
     batch_size: int = 16,
     progress: bool = True,
+    rate: str = "container",
 ) -> RDCurve:
     """Curve of a variable-rate mbt2018-mean trained by ``train.py --arch mbt2018-mean``.
 
-    Rate: the entropy-coded latent strings (``len(y) + len(z)``), as for DMENet weights files.
+    Rate: its latent strings packed into DMENet's chunk container (``"container"``, the same header
+    bytes a DMENet chunk carries, so the two networks are compared alike) or bare (``"latents"``).
     """
+    if rate not in ("container", "latents"):
+        raise ValueError(f"rate must be container or latents, got {rate!r}")
     import json
 
     import torch
 
+    from dmenet_geo.codec.bitstream import MODEL_ID_BYTES
     from dmenet_geo.model.config import DMENetConfig
     from pipelines.rd.gain_mbt import ARCH, GainMeanScaleHyperprior
 
@@ -263,16 +268,20 @@ def evaluate_gain_baseline(
             t = time.perf_counter()
             x_hat = net.decompress_at(y_strings, z_strings, shape, float(q))
             out.dec_s = time.perf_counter() - t
-        out.nbytes = [len(y) + len(z) for y, z in zip(y_strings, z_strings, strict=True)]
+        pairs = zip(y_strings, z_strings, strict=True)
+        if rate == "latents":
+            out.nbytes = [len(y) + len(z) for y, z in pairs]
+        else:
+            hw = (int(x.shape[2]), int(x.shape[3]))
+            q32, z_shape = float(np.float32(q)), (int(shape[0]), int(shape[1]))
+            no_id = bytes(MODEL_ID_BYTES)
+            out.nbytes = [_container_bytes(y, z, 0, hw, q32, z_shape, no_id) for y, z in pairs]
         out.recs = list(_to_uint8(x_hat))
         return out
 
     points = sweep(tiles, qualities, label, batch_size, progress, code)
-    return RDCurve(
-        label,
-        "compressai",
-        "quality",
-        points,
-        rate_source="latents: len(y_strings) + len(z_strings), no container header",
-        model=str(weights),
-    )
+    source = {
+        "container": "container: latent strings packed as DMENetCodec chunks, header included",
+        "latents": "latents: len(y_strings) + len(z_strings), no container header",
+    }[rate]
+    return RDCurve(label, "compressai", "quality", points, rate_source=source, model=str(weights))

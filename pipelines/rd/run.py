@@ -45,15 +45,17 @@ def _learned_baseline(
     variable-rate mbt2018-mean of ``train.py --arch mbt2018-mean`` (told apart by the sidecar)."""
     if path.suffix == ".json":
         return curve_from_json(path, baseline_curve, f"baseline ({path.stem})")
-    sidecar = path.with_suffix(".json")
-    if sidecar.exists() and json.loads(sidecar.read_text()).get("arch", "dmenet") != "dmenet":
-        return evaluate_gain_baseline(path, tiles, qualities, device, batch_size, progress)
-    label = f"DMENet ({path.parent.name}/{path.stem})" if path.stem == "weights" else f"DMENet ({path.stem})"
     # Measured as the main curve is: under "auto" a weights file is packed into the codec's chunk
     # container (the codec's own bytes for a shipped model). Until session 24 baselines counted the
     # bare latent strings, 30 bytes a tile fewer, which tilted every weights-against-weights
-    # BD-rate by about 1 % toward the baseline.
-    rate = "container" if dmenet_rate == "auto" else dmenet_rate
+    # BD-rate by 1.2-1.5 % toward the baseline.
+    rate = "latents" if dmenet_rate == "latents" else "container"
+    sidecar = path.with_suffix(".json")
+    if sidecar.exists() and json.loads(sidecar.read_text()).get("arch", "dmenet") != "dmenet":
+        return evaluate_gain_baseline(path, tiles, qualities, device, batch_size, progress, rate)
+    label = f"DMENet ({path.parent.name}/{path.stem})" if path.stem == "weights" else f"DMENet ({path.stem})"
+    if dmenet_rate == "codec":
+        rate = "codec"
     return evaluate_dmenet(tiles, qualities, path, rate, device, batch_size, progress, label)
 
 
