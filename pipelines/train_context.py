@@ -57,6 +57,7 @@ if __package__ in (None, ""):  # run as a script: make the ``pipelines.trainer``
 from dmenet_geo.model.config import DMENetConfig  # noqa: E402
 from dmenet_geo.model.dmenet import DMENet  # noqa: E402
 from dmenet_geo.model.training import CropDataset, cosine_lr, list_images  # noqa: E402
+from pipelines.trainer.finetune import add_arguments  # noqa: E402
 from pipelines.trainer.runtime import Periodic, StopOnSignal, atomic_save, fp32_state, seed_and_threads  # noqa: E402
 
 HYPERPRIOR = ("h_a.", "entropy_parameters.", "entropy_bottleneck.", "log_hyper_gain", "log_hyper_inv_gain")
@@ -64,31 +65,16 @@ HYPERPRIOR = ("h_a.", "entropy_parameters.", "entropy_bottleneck.", "log_hyper_g
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--init-weights", type=Path, required=True, help="weights.pt with its .json sidecar")
-    p.add_argument("--train", type=Path, nargs="+", required=True, help="folders of training images")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--hours", type=float, default=1.0, help="wall-clock budget")
-    p.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: budget only)")
+    add_arguments(p, lr=1e-3, min_lr=5e-5, warmup_steps=0, log_every=100, quality_balance=False)
     p.add_argument("--groups", type=int, default=1,
                    help="channel groups (each coded as two checkerboard stages); 1: checkerboard alone")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--crop", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--min-lr", type=float, default=5e-5, help="cosine decay floor over the budget")
     p.add_argument("--aux-lr", type=float, default=1e-3, help="quantiles of z (with --hyperprior)")
-    p.add_argument("--clip", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--log-every", type=int, default=100)
-    p.add_argument("--checkpoint-minutes", type=float, default=10.0)
-    p.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
     p.add_argument("--warm-start", action="store_true",
                    help="start from the context in --init-weights (same --groups) instead of a fresh one")
     p.add_argument("--hyperprior", action="store_true", help="train the hyperprior with the context")
     p.add_argument("--rate", choices=("noise", "ste"), default="noise",
                    help="rate of y: uniform-noise relaxation, or the discrete rate of round(y - mean) with a "
                    "straight-through gradient to the means")
-    p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up")
     p.add_argument("--relative-rate", action="store_true",
                    help="loss: each crop's bits over the reference's bits for it")
     args = p.parse_args(argv)

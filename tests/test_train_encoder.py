@@ -15,12 +15,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from finetune_helpers import finetune_twice  # noqa: E402
+
 from dmenet_geo.model import DMENet  # noqa: E402
 from dmenet_geo.model.config import DMENetConfig  # noqa: E402
 from dmenet_geo.model.zoo import load_model  # noqa: E402
-from pipelines import train, train_encoder  # noqa: E402
-
-SAMPLES = REPO_ROOT / "sample_tiles"
+from pipelines import train_encoder  # noqa: E402
 
 
 @pytest.mark.parametrize("quality", [1.0, 4.5, 8.0], ids=["q1", "q4.5", "q8"])
@@ -54,26 +54,15 @@ def test_hard_rates_pass_gradients_to_the_encoder(small_model: DMENet) -> None:
 
 @pytest.mark.parametrize("objective", ["sga", "ste"])
 def test_train_encoder_keeps_every_decoder_tensor_and_resumes(tmp_path: Path, objective: str) -> None:
-    threads = torch.get_num_threads()
-    try:
-        assert train.main(["--train", str(SAMPLES), "--out", str(tmp_path / "a"), "--n", "16", "--batch", "2",
-                           "--crop", "64", "--threads", "1", "--steps", "1", "--context-groups", "2"]) == 0
-        init = tmp_path / "a" / "weights.pt"
-        argv = ["--init-weights", str(init), "--train", str(SAMPLES), "--out", str(tmp_path / "enc"),
-                "--batch", "2", "--crop", "64", "--threads", "1", "--log-every", "1", "--lr", "1e-2",
-                "--warmup-steps", "1", "--checkpoint-minutes", "0", "--objective", objective]
-        assert train_encoder.main([*argv, "--steps", "2"]) == 0
-        assert train_encoder.main([*argv, "--steps", "3", "--resume"]) == 0
-        for bad in (["--crop", "100"], ["--tau", "0.5"], ["--tau", "0.5,0"], ["--batch", "0"]):
-            with pytest.raises(SystemExit):
-                train_encoder.parse_args([*argv, *bad])
-    finally:
-        torch.set_num_threads(threads)
-    meta = json.loads((tmp_path / "enc" / "weights.json").read_text())
+    init, argv = finetune_twice(train_encoder.main, tmp_path, "--objective", objective)
+    for bad in (["--crop", "100"], ["--tau", "0.5"], ["--tau", "0.5,0"], ["--batch", "0"]):
+        with pytest.raises(SystemExit):
+            train_encoder.parse_args([*argv, *bad])
+    meta = json.loads((tmp_path / "tuned" / "weights.json").read_text())
     assert meta["encoder_steps"] == 3 and meta["encoder_objective"] == objective
     assert meta["encoder_base_sha256"] == hashlib.sha256(init.read_bytes()).hexdigest()
     base = torch.load(init, map_location="cpu", weights_only=True)
-    state = torch.load(tmp_path / "enc" / "weights.pt", map_location="cpu", weights_only=True)
+    state = torch.load(tmp_path / "tuned" / "weights.pt", map_location="cpu", weights_only=True)
     assert base.keys() == state.keys()
     decoder = [k for k in base if not train_encoder.is_encoder(k)]
     assert any(k.startswith(("g_s.", "context.", "entropy_parameters.")) for k in decoder)
