@@ -7,7 +7,8 @@ Only the synthesis transform ``g_s`` and the decoder-side gains (``log_inv_gain`
 analysis, the hyperprior, the context and the entropy tables stay bit-identical to
 ``--init-weights`` (checked at every save), so every chunk is coded into exactly the same bytes as
 before and only the decoded pixels change. The latents are rounded as the coder rounds them (hard,
-around the context's means) at qualities drawn uniformly from the continuous range; the loss is the
+around the context's means; the coder's means sit on a 1/64 grid, these do not, so a few symbols
+differ) at qualities drawn uniformly from the continuous range; the loss is the
 model's distortion term, ``lambda * 255^2 * (MSE + psi * Loss_MDSE)``, each sample weighted by
 ``--quality-balance`` (default: the value the weights were trained with). The rate is constant here.
 
