@@ -67,3 +67,31 @@ def test_train_decoder_keeps_the_bytes_and_resumes(tmp_path: Path) -> None:
     old, new = (m.compress(x, 2.0) for m in models)
     assert (old.y_strings, old.z_strings) == (new.y_strings, new.z_strings)  # the same chunk bytes
     assert models[1].decompress(new)[1] == new.digests
+
+
+def test_a_run_goes_on_from_its_trained_tensors(tmp_path: Path) -> None:
+    """``OUT/trained.pt`` holds the decoder side alone; ``--start-from`` starts a new run from it
+    (the frozen side still from ``--init-weights``) and refuses tensors of the other side."""
+    init, argv = finetune_twice(train_decoder.main, tmp_path)
+    trained = torch.load(tmp_path / "tuned" / "trained.pt", map_location="cpu", weights_only=True)
+    full = torch.load(tmp_path / "tuned" / "weights.pt", map_location="cpu", weights_only=True)
+    assert trained and all(train_decoder.is_decoder(k) for k in trained)
+    assert all(torch.equal(v, full[k]) for k, v in trained.items())
+    threads = torch.get_num_threads()
+    try:
+        again = ["--init-weights", str(init), "--train", str(REPO_ROOT / "sample_tiles"), "--batch", "2",
+                 "--crop", "64", "--threads", "1", "--steps", "1", "--lr", "1e-12", "--min-lr", "1e-12"]
+        assert train_decoder.main([*again, "--out", str(tmp_path / "more"),
+                                   "--start-from", str(tmp_path / "tuned" / "trained.pt")]) == 0
+        other = {k: v for k, v in full.items() if k.startswith("g_a.")}
+        torch.save(other, tmp_path / "encoder_side.pt")
+        with pytest.raises(SystemExit, match="not this side's tensors"):
+            train_decoder.main([*again, "--out", str(tmp_path / "bad"),
+                                "--start-from", str(tmp_path / "encoder_side.pt")])
+    finally:
+        torch.set_num_threads(threads)
+    more = torch.load(tmp_path / "more" / "trained.pt", map_location="cpu", weights_only=True)
+    # one step at a learning rate of 1e-12 barely moves them: they started from the earlier run's
+    assert all(torch.allclose(more[k], v, atol=1e-6) for k, v in trained.items())
+    meta = json.loads((tmp_path / "more" / "weights.json").read_text())
+    assert meta["decoder_start_from"].endswith("trained.pt") and meta["decoder_steps"] == 1

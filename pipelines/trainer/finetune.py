@@ -3,7 +3,9 @@
 checked save, and the loop with its schedule and log lines.
 
 A run trains the parameters a predicate names; every other tensor of the state dict must stay
-bit-identical to ``--init-weights``, which each save checks before it writes ``OUT/weights.pt``.
+bit-identical to ``--init-weights``, which each save checks before it writes ``OUT/weights.pt``
+(the whole model) and ``OUT/trained.pt`` (the trained tensors alone, small enough to commit and to
+go on from with ``--start-from``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ def add_arguments(
     p.add_argument("--log-every", type=int, default=log_every)
     p.add_argument("--checkpoint-minutes", type=float, default=10.0)
     p.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
+    p.add_argument("--start-from", type=Path, default=None,
+                   help="tensors of the trained side (an earlier run's OUT/trained.pt) to start from, "
+                        "with fresh optimiser state; everything else still comes from --init-weights")
 
 
 def check_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -99,6 +104,8 @@ class FineTune:
         self.step, self._elapsed_before = 0, 0.0
         args.out.mkdir(parents=True, exist_ok=True)
         self._ckpt = args.out / "checkpoint.pt"
+        if args.start_from is not None and not args.resume:
+            self._start_from(args.start_from)
         if args.resume:
             ckpt = torch.load(self._ckpt, map_location="cpu", weights_only=True)
             self.model.load_state_dict({**self.model.state_dict(), **ckpt["trained"]})
@@ -108,6 +115,17 @@ class FineTune:
         self.data = CropDataset(list_images(args.train), args.crop, 0.0)
         self._base_sha = hashlib.sha256(args.init_weights.read_bytes()).hexdigest()
         self._start = time.time()
+
+    def _start_from(self, path: Path) -> None:
+        tensors = torch.load(path, map_location="cpu", weights_only=True)
+        state = self.model.state_dict()
+        wrong = [k for k, v in tensors.items()
+                 if not self.trainable(k) or k not in state or state[k].shape != v.shape]
+        missing = [k for k in state if self.trainable(k) and k not in tensors]
+        if wrong or missing or not tensors:
+            raise SystemExit(f"--start-from {path}: not this side's tensors for these weights "
+                             f"(unexpected or misshapen {wrong[:3]}, missing {missing[:3]})")
+        self.model.load_state_dict({**state, **tensors})
 
     def describe(self, extra: str = "") -> None:
         print(f"threads={torch.get_num_threads()} train_images={len(self.data)} start_step={self.step} "
@@ -126,8 +144,10 @@ class FineTune:
         if changed:
             raise RuntimeError(f"frozen tensors changed: {changed[:5]}")
         atomic_save(state, args.out / "weights.pt")
+        atomic_save({k: state[k] for k in trained}, args.out / "trained.pt")
         out = {k: v for k, v in self.meta.items() if k not in ("sha256", "superseded_by", "weights_file")}
         mine = {"base_sha256": self._base_sha, "steps": self.step, "train_hours": round(elapsed / 3600, 3),
+                "start_from": None if args.start_from is None else str(args.start_from),
                 "crop": args.crop, "batch": args.batch, "lr": args.lr, "quality_balance": self.balance,
                 **provenance}
         out.update({f"{self.prefix}_{k}": v for k, v in mine.items()})
