@@ -65,7 +65,7 @@ HYPERPRIOR = ("h_a.", "entropy_parameters.", "entropy_bottleneck.", "log_hyper_g
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p, lr=1e-3, min_lr=5e-5, warmup_steps=0, log_every=100, quality_balance=False)
+    add_arguments(p, lr=1e-3, min_lr=5e-5, warmup_steps=0, log_every=100, one_side=False)
     p.add_argument("--groups", type=int, default=1,
                    help="channel groups (each coded as two checkerboard stages); 1: checkerboard alone")
     p.add_argument("--aux-lr", type=float, default=1e-3, help="quantiles of z (with --hyperprior)")

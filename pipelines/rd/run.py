@@ -47,7 +47,7 @@ def _learned_baseline(
         return curve_from_json(path, baseline_curve, f"baseline ({path.stem})")
     # Measured as the main curve is: under "auto" a weights file is packed into the codec's chunk
     # container (the codec's own bytes for a shipped model). Until session 24 baselines counted the
-    # bare latent strings, 30 bytes a tile fewer, which tilted every weights-against-weights
+    # bare latent strings, 29 bytes a tile fewer, which tilted every weights-against-weights
     # BD-rate by 1.2-1.5 % toward the baseline.
     rate = "latents" if dmenet_rate == "latents" else "container"
     sidecar = path.with_suffix(".json")

@@ -34,9 +34,10 @@ Step = Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, dict[st
 
 def add_arguments(
     p: argparse.ArgumentParser, lr: float, min_lr: float, warmup_steps: int = 20, log_every: int = 50,
-    quality_balance: bool = True,
+    one_side: bool = True,
 ) -> None:
-    """The options every fine-tuning CLI takes (``train_context.py`` too), with its own defaults."""
+    """The options every fine-tuning CLI takes (``train_context.py`` too), with its own defaults;
+    ``one_side`` adds those only :class:`FineTune` reads (``--quality-balance``, ``--start-from``)."""
     p.add_argument("--init-weights", type=Path, required=True, help="weights.pt with its .json sidecar")
     p.add_argument("--train", type=Path, nargs="+", required=True, help="folders of training images")
     p.add_argument("--out", type=Path, required=True)
@@ -47,7 +48,7 @@ def add_arguments(
     p.add_argument("--lr", type=float, default=lr)
     p.add_argument("--min-lr", type=float, default=min_lr, help="cosine decay floor over the budget")
     p.add_argument("--warmup-steps", type=int, default=warmup_steps, help="linear learning-rate warm-up")
-    if quality_balance:
+    if one_side:
         p.add_argument("--quality-balance", type=float, default=None,
                        help="per-sample weight (lambda / mid) ** -ALPHA (default: the weights' own)")
     p.add_argument("--clip", type=float, default=1.0)
@@ -56,9 +57,10 @@ def add_arguments(
     p.add_argument("--log-every", type=int, default=log_every)
     p.add_argument("--checkpoint-minutes", type=float, default=10.0)
     p.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
-    p.add_argument("--start-from", type=Path, default=None,
-                   help="tensors of the trained side (an earlier run's OUT/trained.pt) to start from, "
-                        "with fresh optimiser state; everything else still comes from --init-weights")
+    if one_side:
+        p.add_argument("--start-from", type=Path, default=None,
+                       help="tensors of the trained side (an earlier run's OUT/trained.pt) to start from, "
+                            "with fresh optimiser state; everything else still comes from --init-weights")
 
 
 def check_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
