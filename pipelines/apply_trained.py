@@ -1,7 +1,7 @@
 """Put the tensors of fine-tuning runs back onto the weights they were trained on.
 
     python pipelines/apply_trained.py dmenet_geo/weights/default.pt runs/full \\
-        training/finetune-s25/decoder.pt training/finetune-s25/encoder.pt
+        training/finetune/decoder.pt training/finetune/encoder.pt
 
 Each PART is a fine-tuning run's ``OUT/trained.pt`` (``train_encoder.py``, ``train_decoder.py``):
 the trained side alone, small enough to commit. The result, ``DEST/weights.pt`` with its sidecar

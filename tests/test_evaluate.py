@@ -107,6 +107,29 @@ def test_bd_script_prints_the_average_and_each_point(
         bd.main([str(path), "--anchor", "AVIF"])
 
 
+def test_bd_script_takes_the_anchor_from_another_run_of_the_same_tiles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipelines.rd import bd
+
+    def run(name: str, rates: list[float], tiles: list[str]) -> Path:
+        points = [{"bpp": r, "psnr": q, "ms_ssim_db": q / 2} for r, q in zip(rates, PSNRS, strict=True)]
+        path = tmp_path / f"{name}-{len(tiles)}.json"
+        path.write_text(json.dumps({"meta": {"image_files": tiles, "tile": 256},
+                                    "curves": {name: {"points": points}}}))
+        return path
+
+    tiles = ["a.jpg", "b.jpg"]
+    test, anchor = run("DMENet", [0.8 * r for r in RATES], tiles), run("WebP", RATES, tiles)
+    assert bd.main([str(test), "--anchor", "WebP", "--anchor-json", str(anchor)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "DMENet against WebP (psnr): BD-rate -20.0 %"
+    other_tiles = run("WebP", RATES, tiles[:1])
+    with pytest.raises(SystemExit):  # measured on other tiles
+        bd.main([str(test), "--anchor", "WebP", "--anchor-json", str(other_tiles)])
+    with pytest.raises(SystemExit):  # the test curve must be in the first JSON
+        bd.main([str(test), "--anchor", "WebP", "--anchor-json", str(anchor), "--test", "AVIF"])
+
+
 def test_bd_rate_sign_follows_a_psnr_shift() -> None:
     better = [q + 1.0 for q in PSNRS]
     worse = [q - 1.0 for q in PSNRS]

@@ -161,12 +161,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--anchor", required=True, help="curve name, e.g. WebP")
     p.add_argument("--test", default="DMENet", help="curve name (default: DMENet)")
     p.add_argument("--metric", choices=("psnr", "ms_ssim_db"), default="psnr")
+    p.add_argument("--anchor-json", type=Path, default=None,
+                   help="take the anchor curve from this evaluate.py JSON (same tiles and tile size)")
     args = p.parse_args(argv)
-    curves = json.loads(args.json.read_text())["curves"]
-    for name in (args.anchor, args.test):
-        if name not in curves:
-            p.error(f"no curve {name!r} in {args.json}; it has: {', '.join(curves)}")
-    anchor, test = (curves[n]["points"] for n in (args.anchor, args.test))
+    results = json.loads(args.json.read_text())
+    other = results if args.anchor_json is None else json.loads(args.anchor_json.read_text())
+    for key in ("image_files", "tile"):
+        if results.get("meta", {}).get(key) != other.get("meta", {}).get(key):
+            p.error(f"{args.json} and {args.anchor_json} were not measured on the same tiles ({key} differs)")
+    anchor_path = args.anchor_json or args.json
+    for name, res, path in ((args.anchor, other, anchor_path), (args.test, results, args.json)):
+        if name not in res["curves"]:
+            p.error(f"no curve {name!r} in {path}; it has: {', '.join(res['curves'])}")
+    anchor, test = other["curves"][args.anchor]["points"], results["curves"][args.test]["points"]
     ra, qa = [pt["bpp"] for pt in anchor], [pt[args.metric] for pt in anchor]
     rt, qt = [pt["bpp"] for pt in test], [pt[args.metric] for pt in test]
     print(f"{args.test} against {args.anchor} ({args.metric}): BD-rate {bd_rate(ra, qa, rt, qt):+.1f} %")
