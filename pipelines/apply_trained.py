@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import sys
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ if __package__ in (None, ""):  # run as a script: make the ``pipelines`` package
 
 from dmenet_geo.model.config import DMENetConfig  # noqa: E402
 from dmenet_geo.model.dmenet import DMENet  # noqa: E402
-from pipelines.trainer.runtime import atomic_save  # noqa: E402
+from pipelines.trainer.runtime import atomic_save, inherited_sidecar, misfits  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,11 @@ class Applied:
     replaced: dict[str, int]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _load(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of ``path`` and the SHA-256 of the same bytes (the file is read once)."""
+    data = path.read_bytes()
+    tensors = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return tensors, hashlib.sha256(data).hexdigest()
 
 
 def apply_trained(base: Path, dest: Path, parts: list[Path]) -> Applied:
@@ -47,35 +51,33 @@ def apply_trained(base: Path, dest: Path, parts: list[Path]) -> Applied:
     sidecar = base.with_suffix(".json")
     if not base.is_file() or not sidecar.is_file():
         raise SystemExit(f"base weights need {base} and its sidecar {sidecar}")
-    state = torch.load(base, map_location="cpu", weights_only=True)
+    state, base_sha = _load(base)
     seen: dict[str, Path] = {}
+    applied: list[dict[str, object]] = []
     replaced: dict[str, int] = {}
     for part in parts:
-        tensors = torch.load(part, map_location="cpu", weights_only=True)
+        tensors, sha = _load(part)
         if not isinstance(tensors, dict) or not tensors:
             raise SystemExit(f"{part}: not a dict of tensors")
-        for key, value in tensors.items():
-            if key not in state:
-                raise SystemExit(f"{part}: {key} is not a tensor of {base}")
-            if value.shape != state[key].shape or value.dtype != state[key].dtype:
-                raise SystemExit(f"{part}: {key} is {tuple(value.shape)} {value.dtype}, "
-                                 f"{base} has {tuple(state[key].shape)} {state[key].dtype}")
-            if key in seen:
-                raise SystemExit(f"{key} is in both {seen[key]} and {part}")
-            seen[key] = part
+        wrong = misfits(tensors, state)
+        if wrong:
+            raise SystemExit(f"{part} does not fit {base}: {'; '.join(wrong[:3])}")
+        twice = [k for k in tensors if k in seen]
+        if twice:
+            raise SystemExit(f"{twice[0]} is in both {seen[twice[0]]} and {part}")
+        seen.update(dict.fromkeys(tensors, part))
         state.update(tensors)
+        applied.append({"file": str(part), "sha256": sha, "tensors": len(tensors)})
         replaced[str(part)] = len(tensors)
     meta = json.loads(sidecar.read_text())
     DMENet(DMENetConfig.from_dict(meta["config"])).load_state_dict(state)  # loads, strictly
     dest.mkdir(parents=True, exist_ok=True)
     weights = dest / "weights.pt"
     atomic_save(state, weights)
-    out = {k: v for k, v in meta.items() if k not in ("sha256", "superseded_by", "weights_file")}
-    out["applied"] = {"base": str(base), "base_sha256": _sha256(base),
-                      "parts": [{"file": str(p), "sha256": _sha256(p), "tensors": replaced[str(p)]}
-                                for p in parts]}
+    out = inherited_sidecar(meta)
+    out["applied"] = {"base": str(base), "base_sha256": base_sha, "parts": applied}
     (dest / "weights.json").write_text(json.dumps(out, indent=2))
-    return Applied(weights, _sha256(weights), replaced)
+    return Applied(weights, hashlib.sha256(weights.read_bytes()).hexdigest(), replaced)
 
 
 def main(argv: list[str] | None = None) -> int:

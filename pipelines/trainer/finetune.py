@@ -26,7 +26,15 @@ from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.dmenet import DMENet
 from dmenet_geo.model.losses import RateDistortionLoss
 from dmenet_geo.model.training import CropDataset, cosine_lr, list_images
-from pipelines.trainer.runtime import Periodic, StopOnSignal, atomic_save, fp32_state, seed_and_threads
+from pipelines.trainer.runtime import (
+    Periodic,
+    StopOnSignal,
+    atomic_save,
+    fp32_state,
+    inherited_sidecar,
+    misfits,
+    seed_and_threads,
+)
 
 # a step: (crops, their qualities, fraction of the run done) -> (loss to minimise, values to log)
 Step = Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, dict[str, float]]]
@@ -121,12 +129,12 @@ class FineTune:
     def _start_from(self, path: Path) -> None:
         tensors = torch.load(path, map_location="cpu", weights_only=True)
         state = self.model.state_dict()
-        wrong = [k for k, v in tensors.items()
-                 if not self.trainable(k) or k not in state or state[k].shape != v.shape]
+        wrong = [*(f"{k} is not trained here" for k in tensors if not self.trainable(k)),
+                 *misfits(tensors, state)]
         missing = [k for k in state if self.trainable(k) and k not in tensors]
         if wrong or missing or not tensors:
             raise SystemExit(f"--start-from {path}: not this side's tensors for these weights "
-                             f"(unexpected or misshapen {wrong[:3]}, missing {missing[:3]})")
+                             f"({'; '.join(wrong[:3])}; missing {missing[:3]})")
         self.model.load_state_dict({**state, **tensors})
 
     def describe(self, extra: str = "") -> None:
@@ -147,7 +155,7 @@ class FineTune:
             raise RuntimeError(f"frozen tensors changed: {changed[:5]}")
         atomic_save(state, args.out / "weights.pt")
         atomic_save({k: state[k] for k in trained}, args.out / "trained.pt")
-        out = {k: v for k, v in self.meta.items() if k not in ("sha256", "superseded_by", "weights_file")}
+        out = inherited_sidecar(self.meta)
         mine = {"base_sha256": self._base_sha, "steps": self.step, "train_hours": round(elapsed / 3600, 3),
                 "start_from": None if args.start_from is None else str(args.start_from),
                 "crop": args.crop, "batch": args.batch, "lr": args.lr, "quality_balance": self.balance,

@@ -1,4 +1,5 @@
-"""Run-time plumbing shared by the training CLIs: atomic saves and a clean stop on a signal."""
+"""Run-time plumbing shared by the training CLIs: atomic saves, tensors checked against a model's
+state, and a clean stop on a signal."""
 
 from __future__ import annotations
 
@@ -27,6 +28,21 @@ def atomic_save(obj: object, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def misfits(tensors: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
+    """Why each of ``tensors`` cannot replace its namesake in ``state`` (absent, other shape or
+    dtype); empty when all fit."""
+    return [f"{k} is not in the weights" if k not in state else
+            f"{k} is {tuple(v.shape)} {v.dtype}, the weights have {tuple(state[k].shape)} {state[k].dtype}"
+            for k, v in tensors.items()
+            if k not in state or v.shape != state[k].shape or v.dtype != state[k].dtype]
+
+
+def inherited_sidecar(meta: dict[str, Any]) -> dict[str, Any]:
+    """A sidecar for weights derived from those ``meta`` describes: without the keys that belong to
+    the installed file alone (its SHA-256, its successor, the file it shares)."""
+    return {k: v for k, v in meta.items() if k not in ("sha256", "superseded_by", "weights_file")}
 
 
 def fp32_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
