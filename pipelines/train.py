@@ -116,6 +116,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--reset-lr", action="store_true", help="with --resume: use --lr instead of the saved rate"
     )
     p.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=0,
+        metavar="S",
+        help="with --schedule cosine: ramp the learning rate up linearly over this run's first S steps "
+        "(fine-tuning trained weights: Adam's first steps move every weight by about the rate)",
+    )
+    p.add_argument(
         "--quality-balance",
         type=float,
         default=0.0,
@@ -137,6 +145,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.context_groups is not None and (args.context == "none" or args.resume is not None):
         p.error("--context-groups sets up a new run's checkerboard context: not with --context none "
                 "or --resume")
+    if args.warmup_steps < 0 or (args.warmup_steps and args.schedule != "cosine"):
+        p.error("--warmup-steps takes a count >= 0 and needs --schedule cosine")
     return args
 
 
@@ -218,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         while time.time() - start < args.hours * 3600 and not stop.requested and step < max_steps:
             if cosine is not None:
                 lr = cosine_lr(cosine["lr"], cosine["min_lr"], cosine_done() / max(cosine["span"], 1e-9))
+                lr *= min(1.0, (step - start_step + 1) / max(args.warmup_steps, 1))
                 for group in opt.main.param_groups:
                     group["lr"] = lr
             x = train_set.batch(args.batch, rng, device)

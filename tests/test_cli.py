@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -156,3 +157,31 @@ def test_console_script_in_a_fresh_process(cli_store: Path, tmp_path: Path) -> N
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1].startswith("dmenet-geo: error: ")
     assert "Traceback" not in bad.stderr
+
+
+def test_a_reader_that_goes_away_stops_the_command_quietly(cli_store: Path) -> None:
+    exe = Path(sys.executable).with_name("dmenet-geo")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dmenet_geo.cli.main"]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first byte, as `| head -0` would
+    try:
+        done = subprocess.run([*cmd, "info", str(cli_store), "--json"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=240)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141
+    assert done.stderr == ""  # no error line, no traceback, no "Exception ignored" at exit
+
+
+def test_a_broken_pipe_elsewhere_is_an_error(
+    cli_store: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dmenet_geo.geo
+
+    def lost_connection(*_: object, **__: object) -> None:
+        raise BrokenPipeError(32, "Broken pipe")  # e.g. a remote store's socket, not our stdout
+
+    monkeypatch.setattr(dmenet_geo.geo, "store_info", lost_connection)
+    code, out, err = run(capsys, "info", str(cli_store))
+    assert code == 1 and out == ""
+    assert err.strip() == "dmenet-geo: error: [Errno 32] Broken pipe"

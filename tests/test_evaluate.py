@@ -107,6 +107,23 @@ def test_bd_script_prints_the_average_and_each_point(
         bd.main([str(path), "--anchor", "AVIF"])
 
 
+def test_bd_script_stops_quietly_when_its_reader_goes_away() -> None:
+    import os
+    import subprocess
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `bd.py ... | head -0`
+    try:
+        done = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "pipelines" / "rd" / "bd.py"),
+             str(REPO_ROOT / "docs" / "rate_distortion_val_wide.json"), "--anchor", "WebP"],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
 def test_bd_script_takes_the_anchor_from_another_run_of_the_same_tiles(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -139,6 +139,19 @@ def test_cosine_schedule_spans_the_steps_and_carries_on_after_a_resume(
         _train(run, *resume, "--steps", "5", "--reset-lr")
 
 
+def test_warmup_ramps_the_cosine_rate_up_over_the_first_steps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flat = ["--schedule", "cosine", "--lr", "1e-3", "--min-lr", "1e-3"]  # a flat cosine: only the ramp moves
+    _train(tmp_path / "run", "--steps", "5", *flat, "--warmup-steps", "4")
+    lines = capsys.readouterr().out.splitlines()
+    lrs = [float(line.split("lr=")[1].split()[0]) for line in lines if line.startswith("step=")]
+    assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
+    for bad in (["--warmup-steps", "10"], [*flat, "--warmup-steps", "-1"]):  # plateau schedule; negative
+        with pytest.raises(SystemExit):
+            train.parse_args(["--train", "x", "--out", "y", *bad])
+
+
 def test_sigterm_ends_the_run_with_a_checkpoint_and_gives_the_handler_back(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import select
 import sys
 from typing import Any
 
-__all__ = ["parse_bands", "print_json"]
+__all__ = ["CLOSED_PIPE_STATUS", "parse_bands", "print_json", "stdout_closed_by_reader"]
+
+CLOSED_PIPE_STATUS = 141  # what a shell reports for a command stopped by SIGPIPE (128 + 13)
 
 
 def parse_bands(text: str) -> list[int]:
@@ -43,3 +47,24 @@ def _clean(obj: Any) -> Any:
 def print_json(obj: dict[str, Any]) -> None:
     json.dump(_clean(obj), sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def stdout_closed_by_reader() -> bool:
+    """Whether stdout is a pipe whose reader has gone (``... | head``). If so, stdout is pointed at
+    the null device, so that the interpreter's last flush does not raise again on the way out.
+
+    A broken pipe anywhere else (a network store, a worker) is a real error and keeps its message:
+    only a pipe with no reader left reports ``POLLERR`` on its write end.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by an object without a descriptor
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    if not any(events & select.POLLERR for _, events in poller.poll(0)):
+        return False
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
+    return True

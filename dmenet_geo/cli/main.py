@@ -1,7 +1,9 @@
 """``dmenet-geo``: entry point, global options and error handling.
 
 Errors print one line ``dmenet-geo: error: ...`` on stderr and exit with 1 (2 for usage errors,
-130 when interrupted); ``--debug`` shows the traceback instead.
+130 when interrupted); ``--debug`` shows the traceback instead. When the reader of its output goes
+away (``dmenet-geo info STORE --json | head -3``) it stops quietly with 141, as a shell reports for
+other commands stopped that way.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from dmenet_geo.cli import batch, compress, decompress, demo, info, verify
+from dmenet_geo.cli.common import CLOSED_PIPE_STATUS, stdout_closed_by_reader
 
 PROG = "dmenet-geo"
 COMMANDS = (compress, info, decompress, verify, batch, demo)
@@ -52,13 +55,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        status = int(args.run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the error handling, not at exit
+        return status
     except KeyboardInterrupt:
         if args.debug:
             raise
         sys.stderr.write(f"{PROG}: error: interrupted\n")
         return 130
     except Exception as exc:  # noqa: BLE001 - the CLI's one-line error contract
+        if isinstance(exc, BrokenPipeError) and stdout_closed_by_reader():
+            return CLOSED_PIPE_STATUS  # the reader took what it wanted: quiet, as other tools are
         if args.debug:
             raise
         sys.stderr.write(f"{PROG}: error: {_message(exc)}\n")

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
+from dmenet_geo.cli.common import CLOSED_PIPE_STATUS, stdout_closed_by_reader
+
 __all__ = ["bd_rate", "bd_quality", "rate_differences"]
 
 METHODS = ("pchip", "cubic")
@@ -176,9 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     anchor, test = other["curves"][args.anchor]["points"], results["curves"][args.test]["points"]
     ra, qa = [pt["bpp"] for pt in anchor], [pt[args.metric] for pt in anchor]
     rt, qt = [pt["bpp"] for pt in test], [pt[args.metric] for pt in test]
-    print(f"{args.test} against {args.anchor} ({args.metric}): BD-rate {bd_rate(ra, qa, rt, qt):+.1f} %")
-    for quality, diff in rate_differences(ra, qa, rt, qt):
-        print(f"  at {quality:.2f}: {diff:+.1f} %")
+    try:
+        print(f"{args.test} against {args.anchor} ({args.metric}): BD-rate {bd_rate(ra, qa, rt, qt):+.1f} %")
+        for quality, diff in rate_differences(ra, qa, rt, qt):
+            print(f"  at {quality:.2f}: {diff:+.1f} %")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        if stdout_closed_by_reader():  # `bd.py ... | head -1`: the reader has what it wanted
+            return CLOSED_PIPE_STATUS
+        raise
     return 0
 
 
