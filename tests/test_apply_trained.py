@@ -66,3 +66,50 @@ def test_parts_that_do_not_fit_are_refused(tuned: tuple[Path, Path], tmp_path: P
     with pytest.raises(SystemExit):
         apply_trained.apply_trained(init, tmp_path / "out", parts)
     assert not (tmp_path / "out" / "weights.pt").exists()
+
+
+def test_a_finer_scale_table_keeps_the_symbols_and_the_pixels(
+    tuned: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from dmenet_geo.model.zoo import load_model
+
+    init, _ = tuned
+    argv = [str(init), str(tmp_path / "out"), "--scale-levels", "96", "--scale-max", "32"]
+    assert apply_trained.main(argv) == 0
+    got = torch.load(tmp_path / "out" / "weights.pt", map_location="cpu", weights_only=True)
+    base = torch.load(init, map_location="cpu", weights_only=True)
+    assert got.keys() == base.keys()
+    changed = {k for k in base if got[k].shape != base[k].shape or not torch.equal(got[k], base[k])}
+    assert changed and all(k.startswith("gaussian_conditional.") for k in changed)  # no network weight
+    table = got["gaussian_conditional.scale_table"].double()
+    assert len(table) == 96
+    assert (float(table[0]), float(table[-1])) == pytest.approx((0.11, 32))
+    ratios = table[1:] / table[:-1]
+    assert torch.allclose(ratios, ratios[0].expand_as(ratios), rtol=1e-5)  # geometric
+    assert json.loads((tmp_path / "out" / "weights.json").read_text())["applied"]["scale_table"] == {
+        "levels": 96, "min": 0.11, "max": 32.0}
+
+    old, new = load_model(init), load_model(tmp_path / "out" / "weights.pt")
+    assert len(new.gaussian_conditional.scale_table) == 96  # loading keeps the carried table
+    new.update(force=True)  # and so does rebuilding the tables (as every export does)
+    assert len(new.gaussian_conditional.scale_table) == 96
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    a, b = old.compress(x, 4.0), new.compress(x, 4.0)
+    assert a.digests == b.digests  # the same symbols ...
+    assert a.y_strings != b.y_strings  # ... coded with other tables
+    pixels_a, _ = old.decompress(a)
+    pixels_b, digests_b = new.decompress(b)
+    assert digests_b == b.digests and torch.equal(pixels_a, pixels_b)
+
+
+BAD_TABLES = [[], ["--scale-levels", "1"], ["--scale-levels", "64", "--scale-max", "0.1"]]
+
+
+@pytest.mark.parametrize("argv", BAD_TABLES, ids=["nothing-to-apply", "one-level", "top-below-bottom"])
+def test_scale_tables_that_cannot_be_built_are_refused(
+    tuned: tuple[Path, Path], tmp_path: Path, argv: list[str]
+) -> None:
+    init, _ = tuned
+    with pytest.raises(SystemExit):
+        apply_trained.main([str(init), str(tmp_path / "out"), *argv])
+    assert not (tmp_path / "out" / "weights.pt").exists()

@@ -299,10 +299,15 @@ class DMENet(CompressionModel):
     def update(
         self, scale_table: Tensor | None = None, force: bool = False, update_quantiles: bool = False
     ) -> bool:
-        """Build the entropy coder's CDF tables (they are saved with the weights)."""
+        """Build the entropy coder's CDF tables (they are saved with the weights). Without
+        ``scale_table``, the table the weights carry is kept (CompressAI's 64 levels for new ones):
+        which table codes the latent is part of the bitstream, so re-exporting must not change it."""
         self.invalidate_exact_cache()
+        if scale_table is None:
+            carried = self.gaussian_conditional.scale_table
+            scale_table = carried.detach().cpu().clone() if carried.numel() else get_scale_table()
         return super().update(
-            scale_table=get_scale_table() if scale_table is None else scale_table,
+            scale_table=scale_table,
             force=force,
             update_quantiles=update_quantiles,
         )
