@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Callable, Iterator
@@ -166,6 +167,19 @@ def test_decode_twice_is_identical(model16: DMENet, tiles: torch.Tensor) -> None
     second, d2 = model16.decompress(latents)
     assert d1 == d2 == latents.digests
     assert torch.equal(first, second)
+
+
+def test_a_copy_of_a_model_that_has_coded_codes_the_same(model16: DMENet, tiles: torch.Tensor) -> None:
+    """``copy.deepcopy`` after coding (the rANS coder and float64 copies are cached by then) gives
+    a model of its own that writes the same bytes and decodes them to the same pixels."""
+    x = crop(tiles, 64, 64)
+    latents = model16.compress(x, 3.0)
+    model16.decompress(latents)
+    twin = copy.deepcopy(model16)
+    again = twin.compress(x, 3.0)
+    assert again.y_strings == latents.y_strings and again.z_strings == latents.z_strings
+    assert torch.equal(twin.decompress(again)[0], model16.decompress(latents)[0])
+    assert twin.g_s[0].conv.weight.data_ptr() != model16.g_s[0].conv.weight.data_ptr()  # its own tensors
 
 
 @dataclass

@@ -11,10 +11,11 @@ Beyond the paper:
 * **Checkerboard context** (``config.context``, He et al., CVPR 2021): half of the latent is coded
   with parameters that also see the other, already decoded half; see
   :mod:`dmenet_geo.model.context` and :mod:`dmenet_geo.model.latent_coding`.
-* **Exact decoding.** The entropy parameters are computed from ``z_hat`` by a float64 copy of the
-  hyper decoder and LSM on the CPU, whatever the model's device; the means are rounded to a 1/64
-  grid and the scale indexes are found in float64. Encoder and decoder therefore derive the same
-  CDF indexes and the same ``y_hat`` on any thread count, batch size or device, and
+* **Exact decoding** (:mod:`dmenet_geo.model.exact`). The entropy parameters are computed from
+  ``z_hat`` by a float64 copy of the hyper decoder and LSM on the CPU, whatever the model's device;
+  the means are rounded to a 1/64 grid and the scale indexes are found in float64. Encoder and
+  decoder therefore derive the same CDF indexes and the same ``y_hat`` on any thread count, batch
+  size or device, and
   :attr:`CompressedLatents.digests` (a CRC32 of each item's integer symbols) lets a container check
   that the latents decoded exactly. The synthesis transform also runs in float64 when decoding:
   float32 convolutions on the CPU give different low bits for different batch sizes and thread
@@ -28,7 +29,6 @@ Beyond the paper:
 
 from __future__ import annotations
 
-import copy
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,9 +42,10 @@ from torch import Tensor, nn
 
 from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.context import CheckerboardContext
+from dmenet_geo.model.exact import ExactPath
 from dmenet_geo.model.gains import initial_log_gains, interpolate_gains, quality_tensor
 from dmenet_geo.model.hyperprior import EntropyParameters, hyper_encoder
-from dmenet_geo.model.latent_coding import SymbolCoder, decode_staged, encode_staged
+from dmenet_geo.model.latent_coding import decode_staged, encode_staged
 from dmenet_geo.model.layers import SDPM, CBlock, RBlock
 from dmenet_geo.model.refine import refine_latents
 from dmenet_geo.model.rounding import ste_round
@@ -52,7 +53,6 @@ from dmenet_geo.model.rounding import ste_round
 __all__ = ["DMENet", "ForwardResult", "CompressedLatents", "STRIDE"]
 
 STRIDE = 64
-MEAN_GRID = 64.0
 
 
 @dataclass
@@ -76,7 +76,7 @@ class CompressedLatents:
     digests: list[int]
 
 
-class DMENet(CompressionModel):
+class DMENet(ExactPath, CompressionModel):
     """DMENet with gain units. ``quality`` is a float in ``[1, config.levels]``."""
 
     def __init__(self, config: DMENetConfig | None = None) -> None:
@@ -101,8 +101,7 @@ class DMENet(CompressionModel):
         self.log_hyper_gain = nn.Parameter(torch.zeros(self.config.levels, n))
         self.log_hyper_inv_gain = nn.Parameter(torch.zeros(self.config.levels, n))
         self.weights_sha256: str | None = None  # set by dmenet_geo.model.zoo.load_model
-        self._copies64: dict[tuple[str, str], nn.Module] = {}
-        self._symbol_coder: SymbolCoder | None = None
+        self.invalidate_exact_cache()  # no float64 copies or rANS coder yet (dmenet_geo.model.exact)
 
     # ----------------------------------------------------------------- gains
     def _gain(self, table: Tensor, quality: Tensor) -> Tensor:
@@ -148,58 +147,6 @@ class DMENet(CompressionModel):
     def train(self, mode: bool = True) -> DMENet:
         self.invalidate_exact_cache()
         return super().train(mode)
-
-    # ------------------------------------------------------------ exact path
-    def _float64(self, name: str, device: torch.device | str) -> nn.Module:
-        """A frozen float64 copy of the submodule ``name`` on ``device``, built once."""
-        key = (name, str(torch.device(device)))
-        module = self._copies64.get(key)
-        if module is None:
-            module = copy.deepcopy(getattr(self, name)).to(device, torch.float64).eval()
-            for p in module.parameters():
-                p.requires_grad_(False)
-            self._copies64[key] = module
-        return module
-
-    def _exact_parameters(self) -> nn.Module:
-        return self._float64("entropy_parameters", "cpu")
-
-    def _synthesise64(self, y_hat: Tensor, device: torch.device) -> Tensor:
-        """``g_s`` in float64, one image at a time on the CPU: its float64 convolutions allocate column
-        buffers for the whole batch (151 MB for one layer of a batch of 8 at N = 128), which made a
-        chunk decode 10-20 % slower in a batch than alone."""
-        g_s = self._float64("g_s", device)
-        if y_hat.device.type != "cpu":
-            return g_s(y_hat)
-        return torch.cat([g_s(y_hat[i : i + 1]) for i in range(y_hat.shape[0])])
-
-    def invalidate_exact_cache(self) -> None:
-        """Call after changing weights in place (the float64 copies are rebuilt on next use)."""
-        self._copies64 = {}
-        self._symbol_coder = None
-
-    def _hyper_params64(self, z_hat: Tensor, q: Tensor) -> Tensor:
-        """The hyperprior's raw (scales, means), float64 on the CPU."""
-        inv = torch.exp(self._table64(self.log_hyper_inv_gain, q))
-        return self._exact_parameters()(z_hat.detach().to("cpu", torch.float64) * inv)
-
-    def _quantise(self, params: Tensor) -> tuple[Tensor, Tensor]:
-        """Scale indexes (int32) and grid-rounded means (float32) from float64 raw parameters."""
-        scales, means = params.chunk(2, dim=1)
-        means = torch.round(means * MEAN_GRID) / MEAN_GRID
-        table = self.gaussian_conditional.scale_table.detach().to("cpu", torch.float64)
-        scales = torch.clamp(scales, min=float(table[0]))
-        indexes = torch.searchsorted(table[:-1].contiguous(), scales.contiguous(), side="left")
-        return indexes.int(), means.float()
-
-    def _indexes_and_means(self, z_hat: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
-        """Scale indexes and means from the hyperprior alone (every position without a context,
-        the anchors' hyperprior part with one)."""
-        return self._quantise(self._hyper_params64(z_hat, q))
-
-    def _table64(self, table: Tensor, q: Tensor) -> Tensor:
-        """Interpolated log-gains computed in float64 on the CPU (reproducible)."""
-        return torch.log(self._gain(table.detach().to("cpu", torch.float64), q))
 
     def _ensure_ready(self) -> None:
         if self.gaussian_conditional._offset.numel() == 0:
@@ -272,11 +219,6 @@ class DMENet(CompressionModel):
         return x_hat[..., :h, :w].cpu(), digests
 
     # ------------------------------------------------ y entropy coding (rANS)
-    def _coder(self) -> SymbolCoder:
-        if self._symbol_coder is None:
-            self._symbol_coder = SymbolCoder(self.gaussian_conditional)
-        return self._symbol_coder
-
     def _code_y(self, y: Tensor, z_hat: Tensor, q: Tensor) -> tuple[Tensor, list[bytes]]:
         """Symbols and strings of ``y`` (float32, CPU), with the checkerboard when the model has one."""
         params = self._hyper_params64(z_hat, q)
