@@ -58,7 +58,14 @@ from dmenet_geo.model.config import DMENetConfig  # noqa: E402
 from dmenet_geo.model.dmenet import DMENet  # noqa: E402
 from dmenet_geo.model.training import CropDataset, cosine_lr, list_images  # noqa: E402
 from pipelines.trainer.finetune import add_arguments  # noqa: E402
-from pipelines.trainer.runtime import Periodic, StopOnSignal, atomic_save, fp32_state, seed_and_threads  # noqa: E402
+from pipelines.trainer.runtime import (  # noqa: E402
+    Periodic,
+    StopOnSignal,
+    atomic_save,
+    fp32_state,
+    inherited_sidecar,
+    seed_and_threads,
+)
 
 HYPERPRIOR = ("h_a.", "entropy_parameters.", "entropy_bottleneck.", "log_hyper_gain", "log_hyper_inv_gain")
 
@@ -196,15 +203,14 @@ def main(argv: list[str] | None = None) -> int:
         if changed:
             raise RuntimeError(f"frozen weights changed: {changed[:5]}")
         atomic_save(state, args.out / "weights.pt")
-        out_meta = dict(meta, config=model.config.to_dict(), context_base_sha256=base_sha, context_steps=step,
+        out_meta = dict(inherited_sidecar(meta), config=model.config.to_dict(), context_base_sha256=base_sha,
+                        context_steps=step,
                         context_train_hours=round(elapsed / 3600, 3), context_crop=args.crop,
                         context_batch=args.batch, context_lr=args.lr, context_hyperprior=args.hyperprior,
                         context_rate=args.rate, context_relative_rate=args.relative_rate)
         if args.warm_start:  # the frozen file carried a context already: say whose context this goes on from
             out_meta["context_base_sha256"] = meta.get("context_base_sha256", base_sha)
             out_meta["context_warm_start_sha256"] = base_sha
-        for stale in ("sha256", "superseded_by"):  # of the frozen weights, not of these
-            out_meta.pop(stale, None)
         (args.out / "weights.json").write_text(json.dumps(out_meta, indent=2))
         print(f"checkpoint step={step} elapsed_h={elapsed / 3600:.2f}", flush=True)
 

@@ -208,6 +208,9 @@ def test_learned_baseline_weights_evaluate_against_dmenet(tmp_path: Path) -> Non
 def test_train_context_learns_only_the_context_and_resumes(tmp_path: Path, groups: int) -> None:
     _train(tmp_path / "a", "--steps", "1")
     init = tmp_path / "a" / "weights.pt"
+    installed = {"sha256": "0" * 64, "superseded_by": "later", "weights_file": "shared.pt"}
+    sidecar = init.with_suffix(".json")  # as an installed file's sidecar: keys of that file alone
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), **installed}))
     argv = ["--init-weights", str(init), "--train", str(SAMPLES), "--out", str(tmp_path / "ctx"),
             "--batch", "2", "--crop", "64", "--threads", "1", "--log-every", "1", "--lr", "1e-2",
             "--groups", str(groups)]
@@ -224,6 +227,7 @@ def test_train_context_learns_only_the_context_and_resumes(tmp_path: Path, group
     assert meta["context_steps"] == 3 and meta["config"]["context"] == "checkerboard"
     assert meta["config"]["context_groups"] == groups
     assert meta["context_base_sha256"] == hashlib.sha256(init.read_bytes()).hexdigest()
+    assert not installed.keys() & meta.keys()  # the new file is not the frozen one
     base = torch.load(init, map_location="cpu", weights_only=True)
     state = torch.load(tmp_path / "ctx" / "weights.pt", map_location="cpu", weights_only=True)
     assert all(torch.equal(state[k], v) for k, v in base.items())  # frozen: bit-identical
