@@ -7,8 +7,8 @@ was retrained or renamed names the earlier weights, which the package keeps ship
 this SHA-256), ``value_range`` (null, or
 ``[[lo, hi], ...]`` one pair per band or a single pair for all bands: a fixed scaling for non-uint8
 data instead of each chunk's own minimum and maximum), ``refine`` (0 to 1000 gradient steps that
-optimise each chunk's latent before coding: about 0.05 s per step and 3x256x256 group on a 2-core
-CPU; fewer bits at the same quality, any decoder reads the result; 0, the default, turns it off).
+optimise each chunk's latent before coding: about 0.12 s per step and 3x256x256 group on one CPU
+core; fewer bits at the same quality, any decoder reads the result; 0, the default, turns it off).
 
 The torch model is loaded on the first encode or decode, not when the codec is built.
 """
