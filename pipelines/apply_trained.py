@@ -51,9 +51,12 @@ class ScaleTable:
             raise SystemExit(f"scale table of {self.levels} levels up to {self.top}: levels must be "
                              f"2..4096 and the top in ({SCALE_MIN}, 4096]")
 
+    def scales(self) -> torch.Tensor:
+        return get_scale_table(SCALE_MIN, self.top, self.levels)
+
     def rebuild(self, model: DMENet) -> dict[str, torch.Tensor]:
         """The entropy-coder tensors of ``model`` with this table (``model`` is updated in place)."""
-        model.update(scale_table=get_scale_table(SCALE_MIN, self.top, self.levels), force=True)
+        model.update(scale_table=self.scales(), force=True)
         return {k: v for k, v in fp32_state(model).items() if k.startswith(ENTROPY_TABLES)}
 
 

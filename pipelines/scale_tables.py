@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from compressai.models.base import get_scale_table
 
 if __package__ in (None, ""):  # run as a script: make the ``pipelines`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dmenet_geo.model.dmenet import DMENet  # noqa: E402
 from dmenet_geo.model.zoo import load_model  # noqa: E402
-from pipelines.apply_trained import SCALE_MIN  # noqa: E402
+from pipelines.apply_trained import ScaleTable  # noqa: E402
 from pipelines.rd.tiles import list_images, load_tiles  # noqa: E402
 
 
@@ -39,12 +38,13 @@ class TableBytes:
     nbytes: int
 
 
-def _table(text: str) -> tuple[int, float]:
+def _table(text: str) -> ScaleTable:
     levels, _, top = text.partition(":")
     try:
-        return int(levels), float(top or 256)
+        parsed = int(levels), float(top or 256)  # LEVELS alone: up to CompressAI's top, 256
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LEVELS:TOP, e.g. 256:64, got {text!r}") from None
+    return ScaleTable(*parsed)  # validated there, as apply_trained.py --scale-levels validates it
 
 
 def coded_bytes(model: DMENet, x: torch.Tensor, quality: float, batch: int = 8) -> int:
@@ -55,13 +55,14 @@ def coded_bytes(model: DMENet, x: torch.Tensor, quality: float, batch: int = 8) 
     return total
 
 
-def measure(model: DMENet, x: torch.Tensor, qualities: list[float],
-            tables: list[tuple[int, float]]) -> list[TableBytes]:
+def measure(
+    model: DMENet, x: torch.Tensor, qualities: list[float], tables: list[ScaleTable]
+) -> list[TableBytes]:
     variants = {f"own ({len(model.gaussian_conditional.scale_table)} scales)": model}
-    for levels, top in tables:
+    for table in tables:
         other = copy.deepcopy(model)
-        other.update(scale_table=get_scale_table(SCALE_MIN, top, levels), force=True)
-        variants[f"{levels} to {top:g}"] = other
+        table.rebuild(other)
+        variants[f"{table.levels} to {table.top:g}"] = other
     return [TableBytes(name, q, coded_bytes(m, x, q)) for q in qualities for name, m in variants.items()]
 
 
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=Path("../shared/data/val"))
     p.add_argument("--tiles", type=int, default=35, help="images, spread evenly (one 256x256 tile each)")
     p.add_argument("--qualities", default="1,3,5,8")
-    p.add_argument("--tables", type=_table, nargs="+", default=[(256, 64.0)], metavar="LEVELS:TOP")
+    p.add_argument("--tables", type=_table, nargs="+", default=[ScaleTable(256, 64.0)], metavar="LEVELS:TOP")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

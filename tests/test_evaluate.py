@@ -107,6 +107,29 @@ def test_bd_script_prints_the_average_and_each_point(
         bd.main([str(path), "--anchor", "AVIF"])
 
 
+def test_bd_script_compares_the_chosen_settings_of_the_test_curve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--settings`` keeps those points of the test curve: a curve 20 % below the anchor at its even
+    settings (where the anchor was measured) and 50 % below at its odd ones reads -20 % over the even
+    ones alone."""
+    from pipelines.rd import bd
+
+    measured = list(enumerate(zip(RATES, PSNRS, strict=True)))
+    points = [{"setting": float(i), "bpp": r * (0.8 if i % 2 == 0 else 0.5), "psnr": q}
+              for i, (r, q) in measured]
+    anchor = [{"bpp": r, "psnr": q} for i, (r, q) in measured if i % 2 == 0]
+    path = tmp_path / "rd.json"
+    path.write_text(json.dumps({"curves": {"DMENet": {"points": points}, "WebP": {"points": anchor}}}))
+    even = ",".join(str(i) for i in range(0, len(RATES), 2))
+    assert bd.main([str(path), "--anchor", "WebP", "--settings", even]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "DMENet against WebP (psnr): BD-rate -20.0 %"
+    assert len(lines) == 1 + len(range(0, len(RATES), 2))
+    with pytest.raises(SystemExit):  # a setting the curve does not have
+        bd.main([str(path), "--anchor", "WebP", "--settings", "0,99"])
+
+
 def test_bd_script_stops_quietly_when_its_reader_goes_away() -> None:
     import os
     import subprocess

@@ -15,6 +15,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from dmenet_geo.model.dmenet import DMENet  # noqa: E402
 from pipelines import scale_tables  # noqa: E402
+from pipelines.apply_trained import ScaleTable  # noqa: E402
 
 
 def test_the_models_own_table_rebuilt_codes_the_same_bytes(small_model: DMENet) -> None:
@@ -24,7 +25,7 @@ def test_the_models_own_table_rebuilt_codes_the_same_bytes(small_model: DMENet) 
     shipped default's case is below.)"""
     own_table = small_model.gaussian_conditional.scale_table.clone()
     x = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(1))
-    rows = scale_tables.measure(small_model, x, [2.0, 6.0], [(64, 256.0), (256, 64.0)])
+    rows = scale_tables.measure(small_model, x, [2.0, 6.0], [ScaleTable(64, 256.0), ScaleTable(256, 64.0)])
     assert [(r.quality, r.table) for r in rows] == [
         (q, t) for q in (2.0, 6.0) for t in ("own (64 scales)", "64 to 256", "256 to 64")]
     by = {(r.quality, r.table): r.nbytes for r in rows}
@@ -33,7 +34,8 @@ def test_the_models_own_table_rebuilt_codes_the_same_bytes(small_model: DMENet) 
     assert torch.equal(small_model.gaussian_conditional.scale_table, own_table)
 
 
-@pytest.mark.parametrize("table", ["x:64", "256:top", "1.5:64"], ids=["levels", "top", "fraction"])
+@pytest.mark.parametrize("table", ["x:64", "256:top", "1.5:64", "1:64", "64:0.1"],
+                         ids=["levels", "top", "fraction", "one-level", "top-below-bottom"])
 def test_tables_that_are_not_levels_and_top_are_refused(table: str) -> None:
     with pytest.raises(SystemExit):
         scale_tables.main(["--tables", table])

@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metric", choices=("psnr", "ms_ssim_db"), default="psnr")
     p.add_argument("--anchor-json", type=Path, default=None,
                    help="take the anchor curve from this evaluate.py JSON (same tiles and tile size)")
+    p.add_argument("--settings", type=lambda t: {float(v) for v in t.split(",")}, default=None,
+                   metavar="S,S,...", help="keep only these settings of the test curve (e.g. qualities "
+                   "1,3,5,8, to compare a 15-point curve with a 4-point run's)")
     args = p.parse_args(argv)
     results = json.loads(args.json.read_text())
     other = results if args.anchor_json is None else json.loads(args.anchor_json.read_text())
@@ -176,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         if name not in res["curves"]:
             p.error(f"no curve {name!r} in {path}; it has: {', '.join(res['curves'])}")
     anchor, test = other["curves"][args.anchor]["points"], results["curves"][args.test]["points"]
+    if args.settings is not None:
+        test = [pt for pt in test if pt.get("setting") in args.settings]
+        if len(test) != len(args.settings):
+            p.error(f"{args.test} has {len(test)} of the {len(args.settings)} settings asked for")
     ra, qa = [pt["bpp"] for pt in anchor], [pt[args.metric] for pt in anchor]
     rt, qt = [pt["bpp"] for pt in test], [pt[args.metric] for pt in test]
     try:
