@@ -54,3 +54,18 @@ def test_the_kept_codings_never_cost_more_than_the_plain_one(small_model: DMENet
 def test_settings_without_an_anchor_or_a_curve_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         encoder_search.main(argv)
+
+
+def test_recoding_the_kept_candidates_reproduces_them(small_model: DMENet) -> None:
+    """With no refinement steps, coding each tile's kept candidate again gives the kept bytes and
+    error; with steps, the same tiles are coded (one result per tile and quality)."""
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    pixels = 64 * 64
+    coded = encoder_search.code_all(small_model, x, [3.0, 7.0], 4, [0.0])
+    kept = encoder_search.choose(small_model, coded, pixels)
+    again = encoder_search.refine_kept(small_model, x, coded, 0, pixels)
+    assert [c.quality for c in again] == [3.0, 7.0]
+    for p, c in zip(kept, encoder_search.choose(small_model, again, pixels), strict=True):
+        assert c.bpp == pytest.approx(p.bpp) and c.psnr == pytest.approx(p.psnr)
+    refined = encoder_search.refine_kept(small_model, x, coded, 2, pixels)
+    assert all(c.nbytes.shape == (2,) and (c.nbytes > 0).all() for c in refined)
