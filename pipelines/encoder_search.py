@@ -74,19 +74,28 @@ class Point:
     psnr_of_mean_mse: float
 
 
+def _at(model: DMENet, quality: float, offset: float) -> float:
+    """``quality + offset`` clamped to the model's range, as the f32 value a chunk would store."""
+    return float(np.float32(min(max(quality + offset, 1.0), float(model.config.levels))))
+
+
+def _costs(model: DMENet, cands: list[Coded], pixels: int, channels: int) -> np.ndarray:
+    """(candidates, tiles) ``bpp + lambda * MSE`` of candidates at one quality."""
+    lmbda = model.config.lambda_for(cands[0].quality)
+    return np.stack([c.nbytes * 8 / pixels + lmbda * c.sse / (pixels * channels) for c in cands])
+
+
 def code_all(
     model: DMENet, x: torch.Tensor, qualities: list[float], orientations: int, offsets: list[float]
 ) -> list[Coded]:
     """Code ``x`` (B, 3, H, W) in [0, 1] under every candidate (orientation below ``orientations``,
     quality offset, clamped to the model's range) at each quality."""
     x255 = torch.round(x.double() * 255)
-    top = float(model.config.levels)
     out = []
     for q in qualities:
         for k in range(orientations):
             for off in offsets:
-                qq = float(np.float32(min(max(q + off, 1.0), top)))
-                latents = model.compress(orient(x, k).contiguous(), qq)
+                latents = model.compress(orient(x, k).contiguous(), _at(model, q, off))
                 x_hat, _ = model.decompress(latents)
                 err = torch.round(unorient(x_hat, k) * 255) - x255
                 strings = zip(latents.y_strings, latents.z_strings, strict=True)
@@ -103,8 +112,7 @@ def choose(model: DMENet, coded: list[Coded], pixels: int, channels: int = 3) ->
         cands = [c for c in coded if c.quality == q]
         nbytes = np.stack([c.nbytes for c in cands])  # (candidates, tiles)
         mse = np.stack([c.sse for c in cands]) / (pixels * channels)
-        cost = nbytes * 8 / pixels + model.config.lambda_for(q) * mse
-        best = cost.argmin(0)
+        best = _costs(model, cands, pixels, channels).argmin(0)
         tiles = np.arange(nbytes.shape[1])
         kept_bytes, kept_mse = nbytes[best, tiles], np.maximum(mse[best, tiles], 1e-10)
         points.append(Point(q, float(kept_bytes.sum() * 8 / (pixels * len(tiles))),
@@ -121,13 +129,11 @@ def refine_kept(
     out = []
     for q in dict.fromkeys(c.quality for c in coded):
         cands = [c for c in coded if c.quality == q]
-        cost = np.stack([c.nbytes * 8 / pixels + model.config.lambda_for(q) * c.sse / (pixels * channels)
-                         for c in cands])
         nbytes, sse = [], []
-        for i, best in enumerate(cost.argmin(0)):
+        for i, best in enumerate(_costs(model, cands, pixels, channels).argmin(0)):
             k, off = cands[best].orientation, cands[best].offset
-            qq = float(np.float32(min(max(q + off, 1.0), float(model.config.levels))))
-            latents = model.compress(orient(x[i : i + 1], k).contiguous(), qq, refine_steps=steps)
+            tile = orient(x[i : i + 1], k).contiguous()
+            latents = model.compress(tile, _at(model, q, off), refine_steps=steps)
             x_hat, _ = model.decompress(latents)
             err = torch.round(unorient(x_hat, k) * 255) - torch.round(x[i : i + 1].double() * 255)
             nbytes.append(len(latents.y_strings[0]) + len(latents.z_strings[0]) + CHUNK_OVERHEAD)
