@@ -85,22 +85,27 @@ def _costs(model: DMENet, cands: list[Coded], pixels: int, channels: int) -> np.
     return np.stack([c.nbytes * 8 / pixels + lmbda * c.sse / (pixels * channels) for c in cands])
 
 
+def _code(
+    model: DMENet, x: torch.Tensor, k: int, quality: float, steps: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bytes and squared error (0..255 scale) of each image of ``x`` coded in orientation ``k``."""
+    latents = model.compress(orient(x, k).contiguous(), quality, refine_steps=steps)
+    x_hat, _ = model.decompress(latents)
+    err = torch.round(unorient(x_hat, k) * 255) - torch.round(x.double() * 255)
+    strings = zip(latents.y_strings, latents.z_strings, strict=True)
+    nbytes = np.array([len(y) + len(z) + CHUNK_OVERHEAD for y, z in strings])
+    return nbytes, err.pow(2).flatten(1).sum(1).numpy()
+
+
 def code_all(
     model: DMENet, x: torch.Tensor, qualities: list[float], orientations: int, offsets: list[float]
 ) -> list[Coded]:
     """Code ``x`` (B, 3, H, W) in [0, 1] under every candidate (orientation below ``orientations``,
     quality offset, clamped to the model's range) at each quality."""
-    x255 = torch.round(x.double() * 255)
     out = []
     for q in qualities:
-        for k in range(orientations):
-            for off in offsets:
-                latents = model.compress(orient(x, k).contiguous(), _at(model, q, off))
-                x_hat, _ = model.decompress(latents)
-                err = torch.round(unorient(x_hat, k) * 255) - x255
-                strings = zip(latents.y_strings, latents.z_strings, strict=True)
-                nbytes = [len(y) + len(z) + CHUNK_OVERHEAD for y, z in strings]
-                out.append(Coded(q, k, off, np.array(nbytes), err.pow(2).flatten(1).sum(1).numpy()))
+        out += [Coded(q, k, off, *_code(model, x, k, _at(model, q, off)))
+                for k in range(orientations) for off in offsets]
         log(f"quality {q:g}: {orientations * len(offsets)} codings of {x.shape[0]} tiles done")
     return out
 
@@ -129,16 +134,10 @@ def refine_kept(
     out = []
     for q in dict.fromkeys(c.quality for c in coded):
         cands = [c for c in coded if c.quality == q]
-        nbytes, sse = [], []
-        for i, best in enumerate(_costs(model, cands, pixels, channels).argmin(0)):
-            k, off = cands[best].orientation, cands[best].offset
-            tile = orient(x[i : i + 1], k).contiguous()
-            latents = model.compress(tile, _at(model, q, off), refine_steps=steps)
-            x_hat, _ = model.decompress(latents)
-            err = torch.round(unorient(x_hat, k) * 255) - torch.round(x[i : i + 1].double() * 255)
-            nbytes.append(len(latents.y_strings[0]) + len(latents.z_strings[0]) + CHUNK_OVERHEAD)
-            sse.append(float(err.pow(2).sum()))
-        out.append(Coded(q, -1, math.nan, np.array(nbytes), np.array(sse)))
+        kept = [cands[best] for best in _costs(model, cands, pixels, channels).argmin(0)]
+        per_tile = [_code(model, x[i : i + 1], c.orientation, _at(model, q, c.offset), steps)
+                    for i, c in enumerate(kept)]
+        out.append(Coded(q, -1, math.nan, *(np.concatenate(v) for v in zip(*per_tile, strict=True))))
         log(f"quality {q:g}: kept codings of {x.shape[0]} tiles refined for {steps} steps")
     return out
 
