@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import sys
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from compressai.models.base import get_scale_table  # noqa: E402
 
 from dmenet_geo.model.config import DMENetConfig  # noqa: E402
 from dmenet_geo.model.dmenet import DMENet  # noqa: E402
+from dmenet_geo.model.zoo import read_state  # noqa: E402
 from pipelines.trainer.runtime import atomic_save, fp32_state, inherited_sidecar, misfits  # noqa: E402
 
 SCALE_MIN = 0.11  # the Gaussian conditional's lower bound on scales, and CompressAI's first entry
@@ -69,25 +69,18 @@ class Applied:
     replaced: dict[str, int]
 
 
-def _load(path: Path) -> tuple[dict[str, torch.Tensor], str]:
-    """The tensors of ``path`` and the SHA-256 of the same bytes (the file is read once)."""
-    data = path.read_bytes()
-    tensors = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    return tensors, hashlib.sha256(data).hexdigest()
-
-
 def apply_trained(base: Path, dest: Path, parts: list[Path], scales: ScaleTable | None = None) -> Applied:
     """Write ``dest/weights.pt``: ``base`` with every tensor of ``parts`` in place of its own, and
     with ``scales`` the latent's entropy tables rebuilt on that scale table."""
     sidecar = base.with_suffix(".json")
     if not base.is_file() or not sidecar.is_file():
         raise SystemExit(f"base weights need {base} and its sidecar {sidecar}")
-    state, base_sha = _load(base)
+    state, base_sha = read_state(base)
     seen: dict[str, Path] = {}
     applied: list[dict[str, object]] = []
     replaced: dict[str, int] = {}
     for part in parts:
-        tensors, sha = _load(part)
+        tensors, sha = read_state(part)
         if not isinstance(tensors, dict) or not tensors:
             raise SystemExit(f"{part}: not a dict of tensors")
         wrong = misfits(tensors, state)

@@ -7,7 +7,8 @@ provenance from ``weights.json`` plus the file's SHA-256, which :func:`dmenet_ge
 Weights already installed as NAME with another SHA-256 are kept as ``NAME-<first 8 hex digits>``
 (weights, sidecar and model card): stores written with them name that SHA-256, and the codec finds
 the earlier weights by it, so they keep decoding; names that shared NAME's file (``"weights_file"``
-in their sidecars) move to the kept copy. ``--drop-previous`` replaces them instead.
+in their sidecars) move to the kept copy, and so do models shipped as deltas on NAME
+(``pipelines/delta_weights.py``). ``--drop-previous`` replaces them instead.
 """
 
 from __future__ import annotations
@@ -41,11 +42,17 @@ def keep_previous(name: str, new_sha: str, weights_dir: Path = WEIGHTS_DIR) -> s
     kept = f"{name}-{old_sha[:8]}"
     if shared is None:
         shutil.copyfile(weights_dir / own, weights_dir / f"{kept}.pt")
-        for other in sorted(weights_dir.glob("*.json")):
-            other_meta = json.loads(other.read_text())
-            if other_meta.get("weights_file") == own:
-                other_meta["weights_file"] = f"{kept}.pt"
-                other.write_text(json.dumps(other_meta, indent=2) + "\n")
+    for other in sorted(weights_dir.glob("*.json")):
+        other_meta = json.loads(other.read_text())
+        moved = shared is None and other_meta.get("weights_file") == own
+        if moved:
+            other_meta["weights_file"] = f"{kept}.pt"
+        delta = other_meta.get("delta")
+        if isinstance(delta, dict) and delta.get("base") == name:  # a delta on the weights kept
+            delta["base"] = kept
+            moved = True
+        if moved:
+            other.write_text(json.dumps(other_meta, indent=2) + "\n")
     meta["superseded_by"] = name
     (weights_dir / f"{kept}.json").write_text(json.dumps(meta, indent=2) + "\n")
     if sidecar.with_suffix(".md").exists():
@@ -57,13 +64,18 @@ def install(src: Path, name: str, extra: dict[str, object] | None = None, keep: 
     """Copy the weights, record their SHA-256 in the sidecar, and return it."""
     meta = json.loads(src.with_suffix(".json").read_text())
     sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    if not keep:
+        built_on = [m.stem for m in sorted(WEIGHTS_DIR.glob("*.json"))
+                    if (json.loads(m.read_text()).get("delta") or {}).get("base") == name]
+        if built_on:
+            raise SystemExit(f"{', '.join(built_on)} are shipped as deltas on {name}: it cannot be dropped")
     if keep:
-        kept = keep_previous(name, sha)
+        kept = keep_previous(name, sha, WEIGHTS_DIR)
         if kept:
             print(f"previous {name} kept as {kept}", file=sys.stderr)
     shutil.copyfile(src, WEIGHTS_DIR / f"{name}.pt")
     meta["sha256"] = sha
-    for stale in ("superseded_by", "weights_file"):  # inherited from the weights a run started from
+    for stale in ("superseded_by", "weights_file", "delta"):  # inherited from the weights a run started from
         meta.pop(stale, None)
     meta.update(extra or {})
     (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")

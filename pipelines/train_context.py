@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import hashlib
 import json
 import math
 import random
@@ -57,6 +56,7 @@ if __package__ in (None, ""):  # run as a script: make the ``pipelines.trainer``
 from dmenet_geo.model.config import DMENetConfig  # noqa: E402
 from dmenet_geo.model.dmenet import DMENet  # noqa: E402
 from dmenet_geo.model.training import CropDataset, cosine_lr, list_images  # noqa: E402
+from dmenet_geo.model.zoo import read_state, weights_sha256  # noqa: E402
 from pipelines.trainer.finetune import add_arguments  # noqa: E402
 from pipelines.trainer.runtime import (  # noqa: E402
     Periodic,
@@ -109,7 +109,7 @@ def load_frozen(
         raise SystemExit(f"{weights} already has a context; train_context starts from a model without one "
                          "(or give --warm-start to go on from it)")
     config = dataclasses.replace(config, context="checkerboard", context_groups=groups)
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    state = read_state(weights)[0]
     model = DMENet(config)
     missing, unexpected = model.load_state_dict(state, strict=False)
     # a warm start needs every tensor; otherwise only the new context's may be absent
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     seed_and_threads(args.seed, args.threads)
     model, meta, base_state = load_frozen(args.init_weights, args.groups, args.warm_start, args.hyperprior)
-    base_sha = hashlib.sha256(args.init_weights.read_bytes()).hexdigest()
+    base_sha = weights_sha256(args.init_weights)
     context = model.context
     assert context is not None
     model.eval()  # frozen parts: no dropout/batch-norm here, but keep the eval-mode tables

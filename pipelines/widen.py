@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -50,6 +49,7 @@ from torch import Tensor
 
 from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.dmenet import DMENet
+from dmenet_geo.model.zoo import read_state
 
 __all__ = ["widen", "widened_config"]
 
@@ -237,12 +237,11 @@ def main(argv: list[str] | None = None) -> int:
         target = widened_config(config, args.n, args.m)
     except ValueError as exc:
         p.error(str(exc))
-    state = torch.load(args.weights, map_location="cpu", weights_only=True)
+    state, sha = read_state(args.weights)
     wide = widen(state, config, target.n, m=target.m, latent_scale=args.latent_scale,
                  read_scale=args.read_scale, new_scale=args.new_scale)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(wide, args.out)
-    sha = hashlib.sha256(args.weights.read_bytes()).hexdigest()
     meta = dict(meta, config=target.to_dict(), widened_from_sha256=sha, widened_from_n=config.n,
                 widened_from_latent=config.latent,
                 widen_scales={"latent": args.latent_scale, "read": args.read_scale,

@@ -142,14 +142,15 @@ def test_shipped_wide_model_reaches_past_the_earlier_defaults_top(sample_tiles: 
 
 
 def test_wide_shares_the_file_of_the_weights_it_names() -> None:
-    """``wide`` ships no bytes of its own: its sidecar names the file it shares, and that file's
-    SHA-256 is the one its sidecar records (checked by ``load_model``)."""
-    from dmenet_geo.model.zoo import available_models, file_sha256
+    """``wide`` ships no bytes of its own: its sidecar names the file it shares (since session 29 a
+    delta on ``default``), and the state built from it is the one its sidecar records."""
+    from dmenet_geo.model.zoo import available_models, load_state
     from dmenet_geo.weights import WEIGHTS_DIR
 
-    info = model_info("wide")
-    assert not (WEIGHTS_DIR / "wide.pt").exists() and info.path.parent == WEIGHTS_DIR
-    assert info.path.exists() and file_sha256(info.path) == info.sha256
+    info, owner = model_info("wide"), model_info("default-9745a0c3")
+    assert not (WEIGHTS_DIR / "wide.pt").exists() and info.path == owner.path
+    assert info.delta == owner.delta and info.delta is not None and info.delta.base == "default"
+    assert load_state(info)[1] == info.sha256 == owner.sha256
     assert "wide" in available_models()
 
 

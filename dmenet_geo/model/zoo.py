@@ -4,11 +4,18 @@ Each model ``NAME`` is two files in ``dmenet_geo/weights``: ``NAME.pt`` (an fp32
 entropy coder's tables) and ``NAME.json`` (its architecture config, SHA-256 and provenance); a
 sidecar whose ``"weights_file"`` names another model's ``.pt`` shares that file. A model card
 ``NAME.md`` sits beside them. Weights are read with ``torch.load(weights_only=True)``.
+
+A sidecar with a ``"delta"`` entry ships only the tensors that differ from another shipped model,
+its base, or that the base lacks: ``{"base": NAME, "base_sha256": ..., "state_sha256": ...}``
+(``pipelines/delta_weights.py`` writes them). The model is the base's state with these tensors put
+in, checked against ``state_sha256`` (:func:`state_sha256`) before it is used. Its ``"sha256"``
+stays the SHA-256 of the full file it was made from, the identity chunk headers and stores record.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +27,19 @@ from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.dmenet import DMENet
 from dmenet_geo.weights import WEIGHTS_DIR, read_sidecar, shipped_names, weights_path
 
-__all__ = ["ModelInfo", "WeightsError", "available_models", "model_info", "load_model", "get_model"]
+__all__ = [
+    "Delta",
+    "ModelInfo",
+    "WeightsError",
+    "available_models",
+    "model_info",
+    "load_state",
+    "read_state",
+    "weights_sha256",
+    "state_sha256",
+    "load_model",
+    "get_model",
+]
 
 
 class WeightsError(ValueError):
@@ -36,6 +55,27 @@ class ModelInfo:
     sha256: str
     config: DMENetConfig
     provenance: dict[str, Any] = field(default_factory=dict)
+    delta: Delta | None = None
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A model shipped as the tensors that differ from ``base`` (a shipped model name)."""
+
+    base: str
+    base_sha256: str
+    state_sha256: str
+
+    @classmethod
+    def from_dict(cls, raw: object) -> Delta:
+        keys = ("base", "base_sha256", "state_sha256")
+        values = [raw.get(k) for k in keys] if isinstance(raw, dict) and set(raw) == set(keys) else []
+        if not values or not all(isinstance(v, str) for v in values):
+            raise WeightsError(f"a delta entry needs exactly the strings {', '.join(keys)}; got {raw!r}")
+        base, base_sha, state_sha = (str(v) for v in values)
+        if Path(base).name != base:
+            raise WeightsError(f"a delta's base must be a shipped model name, got {base!r}")
+        return cls(base, base_sha, state_sha)
 
 
 def available_models() -> list[str]:
@@ -49,7 +89,8 @@ def _info_from_sidecar(json_path: Path, name: str, path: Path) -> ModelInfo:
         path=path,
         sha256=str(meta.get("sha256", "")),
         config=DMENetConfig.from_dict(meta["config"]),
-        provenance={k: v for k, v in meta.items() if k not in ("config", "sha256")},
+        provenance={k: v for k, v in meta.items() if k not in ("config", "sha256", "delta")},
+        delta=Delta.from_dict(meta["delta"]) if "delta" in meta else None,
     )
 
 
@@ -79,18 +120,65 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def state_sha256(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's contents: each entry's name, dtype, shape and bytes, by name."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def load_state(info: ModelInfo, _depth: int = 0) -> tuple[dict[str, torch.Tensor], str]:
+    """The checked state dict of a model and the SHA-256 that identifies it (see the module doc)."""
+    if not info.path.exists():
+        raise WeightsError(f"weights file missing: {info.path}")
+    if info.delta is None:
+        actual = file_sha256(info.path)
+        if info.sha256 and actual != info.sha256:
+            raise WeightsError(f"weights {info.path.name} have SHA-256 {actual}, expected {info.sha256}")
+        return torch.load(info.path, map_location="cpu", weights_only=True), actual
+    if _depth >= 8:
+        raise WeightsError(f"{info.name}: more than 8 deltas on deltas")
+    base = model_info(info.delta.base)
+    state, base_sha = load_state(base, _depth + 1)
+    if base_sha != info.delta.base_sha256:
+        raise WeightsError(
+            f"{info.name} is a delta on {base.name} with SHA-256 {info.delta.base_sha256}, found {base_sha}"
+        )
+    state.update(torch.load(info.path, map_location="cpu", weights_only=True))  # changed or added
+    if state_sha256(state) != info.delta.state_sha256:
+        raise WeightsError(f"{info.name}: the base with {info.path.name} does not give the recorded state")
+    return state, info.sha256
+
+
+def read_state(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of a weights file and its SHA-256, for tools given a path. A shipped model kept as
+    a delta (its sidecar has ``"delta"``) comes back whole and checked, with the identity it records."""
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file() and "delta" in read_sidecar(sidecar):
+        return load_state(model_info(path))
+    data = path.read_bytes()
+    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return state, hashlib.sha256(data).hexdigest()
+
+
+def weights_sha256(path: Path) -> str:
+    """The SHA-256 that identifies a weights file: the recorded one for a delta, else the file's."""
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file() and "delta" in read_sidecar(sidecar):
+        return model_info(path).sha256
+    return file_sha256(path)
+
+
 def load_model(name: str | Path = "default", device: str | torch.device = "cpu") -> DMENet:
     """Build the model, check its weights' SHA-256 (when recorded), load them, set eval mode."""
     info = model_info(name)
-    if not info.path.exists():
-        raise WeightsError(f"weights file missing: {info.path}")
-    actual = file_sha256(info.path)
-    if info.sha256 and actual != info.sha256:
-        raise WeightsError(f"weights {info.path.name} have SHA-256 {actual}, expected {info.sha256}")
-    state = torch.load(info.path, map_location="cpu", weights_only=True)
+    state, identity = load_state(info)
     model = DMENet(info.config)
     model.load_state_dict(state)
-    model.weights_sha256 = actual
+    model.weights_sha256 = identity
     if model.gaussian_conditional._offset.numel() == 0:
         model.update(force=True)
     return model.to(device).eval()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import math
 import random
@@ -26,6 +25,7 @@ from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.dmenet import DMENet
 from dmenet_geo.model.losses import RateDistortionLoss
 from dmenet_geo.model.training import CropDataset, cosine_lr, list_images
+from dmenet_geo.model.zoo import read_state, weights_sha256
 from pipelines.trainer.runtime import (
     Periodic,
     StopOnSignal,
@@ -89,7 +89,7 @@ def load_for_part(
         raise SystemExit(f"--init-weights needs {weights} and its sidecar {sidecar}")
     meta = json.loads(sidecar.read_text())
     model = DMENet(DMENetConfig.from_dict(meta["config"]))
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    state = read_state(weights)[0]
     model.load_state_dict(state)
     for name, p in model.named_parameters():
         p.requires_grad_(trainable(name))
@@ -123,7 +123,7 @@ class FineTune:
             self.step, self._elapsed_before = int(ckpt["step"]), float(ckpt["elapsed_s"])
         self.rng = random.Random(args.seed + self.step)
         self.data = CropDataset(list_images(args.train), args.crop, 0.0)
-        self._base_sha = hashlib.sha256(args.init_weights.read_bytes()).hexdigest()
+        self._base_sha = weights_sha256(args.init_weights)
         self._start = time.time()
 
     def _start_from(self, path: Path) -> None:

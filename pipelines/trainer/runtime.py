@@ -42,7 +42,7 @@ def misfits(tensors: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) ->
 def inherited_sidecar(meta: dict[str, Any]) -> dict[str, Any]:
     """A sidecar for weights derived from those ``meta`` describes: without the keys that belong to
     the installed file alone (its SHA-256, its successor, the file it shares)."""
-    return {k: v for k, v in meta.items() if k not in ("sha256", "superseded_by", "weights_file")}
+    return {k: v for k, v in meta.items() if k not in ("sha256", "superseded_by", "weights_file", "delta")}
 
 
 def fp32_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

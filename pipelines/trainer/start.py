@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.dmenet import DMENet
 from dmenet_geo.model.losses import RateDistortionLoss
 from dmenet_geo.model.training import Optimisers, retarget_gains
+from dmenet_geo.model.zoo import read_state, weights_sha256
 
 
 def build_model(arch: str, config: DMENetConfig) -> DMENet:
@@ -115,7 +115,7 @@ def start_run(args: argparse.Namespace, device: torch.device) -> RunStart:
                 group["lr"] = args.lr
         lineage = dict(checkpoint.get("lineage", {}))
     elif args.init_weights is not None:
-        state = torch.load(args.init_weights, map_location="cpu", weights_only=True)
+        state = read_state(args.init_weights)[0]
         if retarget_from is not None:
             state = retarget_gains(state, retarget_from, config.lambdas)
             print(f"gain tables re-targeted from lambdas {retarget_from} to {config.lambdas}", flush=True)
@@ -133,7 +133,7 @@ def start_run(args: argparse.Namespace, device: torch.device) -> RunStart:
             )
         step, elapsed_before = int(meta.get("steps", 0)), float(meta.get("train_hours", 0)) * 3600
         lineage = {"init_weights": str(args.init_weights), "init_step": step,
-                   "init_sha256": hashlib.sha256(args.init_weights.read_bytes()).hexdigest(),
+                   "init_sha256": weights_sha256(args.init_weights),
                    **{k: v for k, v in meta.items() if k.startswith("widen")}}
     return RunStart(
         arch=arch, config=config, model=model, criterion=criterion, opt=opt, sched=sched, step=step,
