@@ -60,7 +60,7 @@ def measure(model: DMENet, tiles: torch.Tensor, quality: float, batch: int = 8) 
         x = tiles[i : i + batch]
         q = model._qualities(quality, x.shape[0])
         y = model.g_a(x) * model._gain(model.log_gain, q)
-        transforms.append(_psnr(model.g_s(y * model._gain(model.log_inv_gain, q)), x))
+        transforms.append(_psnr(model.reconstruct(y * model._gain(model.log_inv_gain, q), q), x))
         latents = model.compress(x, quality)
         coded.append(_psnr(model.decompress(latents)[0].float(), x))
         bits += 8 * sum(len(s) for s in latents.y_strings + latents.z_strings)

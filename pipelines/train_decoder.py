@@ -63,7 +63,7 @@ def coded_latents(model: DMENet, x: torch.Tensor, q: torch.Tensor) -> torch.Tens
 
 
 def decode(model: DMENet, y_hat: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    return model.g_s(y_hat * model._gain(model.log_inv_gain, q))
+    return model.reconstruct(y_hat * model._gain(model.log_inv_gain, q), q)
 
 
 def psnr_db(x_hat: torch.Tensor, x: torch.Tensor) -> float:

@@ -41,7 +41,8 @@ class DMENetConfig:
     gives a fixed-rate model. ``use_mdei``, ``use_sdpm`` and ``use_lsm`` are the ablation switches.
     ``context`` is ``"none"`` (the paper: the hyperprior alone) or ``"checkerboard"`` (the latent
     coded in stages, each seeing the earlier ones: checkerboard halves of ``context_groups`` channel
-    groups, :mod:`dmenet_geo.model.context`).
+    groups, :mod:`dmenet_geo.model.context`). ``post_filter`` > 0 adds a residual filter with that
+    many channels after the synthesis (:mod:`dmenet_geo.model.postfilter`); 0 leaves it out.
     """
 
     n: int = 64
@@ -53,6 +54,7 @@ class DMENetConfig:
     psi: float = 0.0185
     context: str = "none"
     context_groups: int = 1
+    post_filter: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 8 or self.n % 4:
@@ -86,6 +88,9 @@ class DMENetConfig:
             )
         if groups > 1 and self.context == "none":
             raise ConfigError("context_groups > 1 needs context 'checkerboard'")
+        pf = self.post_filter
+        if not isinstance(pf, int) or isinstance(pf, bool) or not (pf == 0 or 4 <= pf <= 256):
+            raise ConfigError(f"post_filter must be 0 (none) or a channel count in 4..256, got {pf!r}")
         for name in ("use_mdei", "use_sdpm", "use_lsm"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a boolean")
@@ -123,6 +128,8 @@ class DMENetConfig:
             del data["context"], data["context_groups"]
         if self.m is None:  # nor do those whose latent is N channels wide
             del data["m"]
+        if not self.post_filter:  # nor those without a post-filter
+            del data["post_filter"]
         return {"id": CONFIG_ID, **data}
 
     def to_json(self) -> str:
@@ -134,7 +141,7 @@ class DMENetConfig:
         if data.pop("id", None) != CONFIG_ID:
             raise ConfigError(f"not a DMENet model config (id must be {CONFIG_ID!r})")
         unknown = set(data) - {"n", "m", "use_mdei", "use_sdpm", "use_lsm", "lambdas", "psi", "context",
-                                 "context_groups"}
+                                 "context_groups", "post_filter"}
         if unknown:
             raise ConfigError(f"unknown config keys: {sorted(unknown)}")
         if "lambdas" in data:

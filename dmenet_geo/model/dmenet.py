@@ -21,6 +21,8 @@ Beyond the paper:
   float32 convolutions on the CPU give different low bits for different batch sizes and thread
   counts (measured here: the same latents decoded alone and in a batch of 16 rounded to different
   uint8 pixels), while float64 differences (~1e-16) practically never cross a rounding boundary.
+* **Post-filter** (``config.post_filter``): a small residual network on the decoded picture, run
+  in float64 when decoding; see :mod:`dmenet_geo.model.postfilter`.
 * **Batch-independent encoding** on the CPU: the analysis runs one image at a time, so a chunk's
   bytes do not depend on the chunks batched with it; they can still change with the thread count.
 * Training uses additive noise for the rate and straight-through rounding for the decoder input;
@@ -47,6 +49,7 @@ from dmenet_geo.model.gains import initial_log_gains, interpolate_gains, quality
 from dmenet_geo.model.hyperprior import EntropyParameters, hyper_encoder
 from dmenet_geo.model.latent_coding import decode_staged, encode_staged
 from dmenet_geo.model.layers import SDPM, CBlock, RBlock
+from dmenet_geo.model.postfilter import PostFilter
 from dmenet_geo.model.refine import refine_latents
 from dmenet_geo.model.rounding import ste_round
 
@@ -92,6 +95,8 @@ class DMENet(ExactPath, CompressionModel):
         self.entropy_parameters = EntropyParameters(n, self.config.use_lsm, m)
         with_context = self.config.context == "checkerboard"
         self.context = CheckerboardContext(m, self.config.context_groups) if with_context else None
+        pf = self.config.post_filter
+        self.post_filter = PostFilter(pf, self.config.levels) if pf else None
         self.entropy_bottleneck = EntropyBottleneck(n)
         self.gaussian_conditional = GaussianConditional(None)
         # Gain units, stored as log-gains; initial spread follows sqrt(lambda) (step ~ 1/gain).
@@ -133,8 +138,14 @@ class DMENet(ExactPath, CompressionModel):
             y_likelihoods = gc.likelihood_lower_bound(gc._likelihood(y_hat, scales, means))
         else:
             _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
-        x_hat = self.g_s(y_hat * self._gain(self.log_inv_gain, q))
+        x_hat = self.reconstruct(y_hat * self._gain(self.log_inv_gain, q), q)
         return ForwardResult(x_hat, y_likelihoods, z_likelihoods)
+
+    def reconstruct(self, y_scaled: Tensor, q: Tensor) -> Tensor:
+        """The picture from the gain-scaled latent (training precision): the synthesis and, when the
+        model has one, the post-filter on the clamped synthesis, as :meth:`decompress` does."""
+        x_hat = self.g_s(y_scaled)
+        return x_hat if self.post_filter is None else self.post_filter(x_hat.clamp(0, 1), q)
 
     def _hard_z(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """``z`` rounded around the factorised prior's medians (straight through) and its likelihoods."""
@@ -215,6 +226,8 @@ class DMENet(ExactPath, CompressionModel):
         inv = torch.exp(self._table64(self.log_inv_gain, q))
         y_hat = ((symbols.double() + means.double()) * inv).to(device)
         x_hat = self._synthesise64(y_hat, device).clamp_(0, 1)
+        if self.post_filter is not None:
+            x_hat = self._post_filter64(x_hat, q.to(device)).clamp_(0, 1)
         h, w = latents.image_shape
         return x_hat[..., :h, :w].cpu(), digests
 

@@ -65,6 +65,13 @@ class ExactPath:
             return g_s(y_hat)
         return torch.cat([g_s(y_hat[i : i + 1]) for i in range(y_hat.shape[0])])
 
+    def _post_filter64(self, x_hat: Tensor, q: Tensor) -> Tensor:
+        """The post-filter in float64, one image at a time on the CPU (as :meth:`_synthesise64`)."""
+        pf = self._float64("post_filter", x_hat.device)
+        if x_hat.device.type != "cpu":
+            return pf(x_hat, q)
+        return torch.cat([pf(x_hat[i : i + 1], q[i : i + 1]) for i in range(x_hat.shape[0])])
+
     def _table64(self, table: Tensor, q: Tensor) -> Tensor:
         """Interpolated log-gains computed in float64 on the CPU (reproducible)."""
         return torch.log(interpolate_gains(table.detach().to("cpu", torch.float64), q))

@@ -80,7 +80,7 @@ def coded_costs(
 
     def cost(y_hat: Tensor) -> Tensor:
         lik = gc.likelihood_lower_bound(gc._likelihood(y_hat, scales, means))
-        mse = (model.g_s(y_hat * inv_gain) - x).pow(2).mean()
+        mse = (model.reconstruct(y_hat * inv_gain, q) - x).pow(2).mean()
         return z_bpp - torch.log(lik).sum() / math.log(2) / pixels + lmbda * 255**2 * mse
 
     exact = None
