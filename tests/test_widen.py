@@ -143,13 +143,13 @@ def test_shipped_wide_model_reaches_past_the_earlier_defaults_top(sample_tiles: 
 
 def test_wide_shares_the_file_of_the_weights_it_names() -> None:
     """``wide`` ships no bytes of its own: its sidecar names the file it shares (since session 29 a
-    delta on ``default``), and the state built from it is the one its sidecar records."""
+    delta on ``default-cc97c3a8``), and the state built from it is the one its sidecar records."""
     from dmenet_geo.model.zoo import available_models, load_state
     from dmenet_geo.weights import WEIGHTS_DIR
 
     info, owner = model_info("wide"), model_info("default-9745a0c3")
     assert not (WEIGHTS_DIR / "wide.pt").exists() and info.path == owner.path
-    assert info.delta == owner.delta and info.delta is not None and info.delta.base == "default"
+    assert info.delta == owner.delta and info.delta is not None and info.delta.base == "default-cc97c3a8"
     assert load_state(info)[1] == info.sha256 == owner.sha256
     assert "wide" in available_models()
 
