@@ -10,9 +10,9 @@ trains the filter alone on random ``--patch`` x ``--patch`` windows of them: Ada
 from ``--lr`` over the budget, mean squared error against the original crop. Every other tensor
 of the model is copied unchanged, so the bitstream is the same and only the decoded picture
 changes. With ``--val`` the gain in PSNR (mean over tiles, 8-bit) at qualities 1, 3, 5 and 8 of
-the levels is logged every ``--val-every`` steps and at the end, on the first 256x256 tile of each
-validation image. Writes ``OUT/weights.pt`` and ``OUT/weights.json``; SIGTERM or Ctrl-C stops after
-the current step and saves.
+the levels is logged every ``--val-every`` steps and at the end, on the validation images cut into
+256x256 tiles (one per RSSCN7 image) and coded once. Writes ``OUT/weights.pt`` and
+``OUT/weights.json``; SIGTERM or Ctrl-C stops after the current step and saves.
 """
 
 from __future__ import annotations
