@@ -35,7 +35,7 @@ from dmenet_geo.model.config import DMENetConfig  # noqa: E402
 from dmenet_geo.model.dmenet import DMENet  # noqa: E402
 from dmenet_geo.model.postfilter import PostFilter  # noqa: E402
 from dmenet_geo.model.training import CropDataset, list_images  # noqa: E402
-from dmenet_geo.model.zoo import read_state, weights_sha256  # noqa: E402
+from dmenet_geo.model.zoo import read_state  # noqa: E402
 from dmenet_geo.weights import read_sidecar  # noqa: E402
 from pipelines.rd.tiles import list_images as val_images  # noqa: E402
 from pipelines.rd.tiles import load_tiles  # noqa: E402
@@ -53,8 +53,9 @@ class Decoded:
     quality: torch.Tensor
 
 
-def load_base(weights: Path, channels: int) -> tuple[DMENet, DMENet, dict[str, object]]:
-    """The frozen model as given and the same model with a fresh post-filter of ``channels``."""
+def load_base(weights: Path, channels: int) -> tuple[DMENet, DMENet, dict[str, object], str]:
+    """The frozen model as given, the same model with a fresh post-filter of ``channels``, the
+    weights' sidecar and their SHA-256."""
     sidecar = weights.with_suffix(".json")
     if not weights.is_file() or not sidecar.is_file():
         raise SystemExit(f"--init-weights needs {weights} and its sidecar {sidecar}")
@@ -62,14 +63,14 @@ def load_base(weights: Path, channels: int) -> tuple[DMENet, DMENet, dict[str, o
     config = DMENetConfig.from_dict(meta["config"])  # type: ignore[arg-type]
     if config.post_filter:
         raise SystemExit(f"{weights} already has a post-filter")
-    state = read_state(weights)[0]
+    state, sha = read_state(weights)
     base = DMENet(config)
     base.load_state_dict(state)
     model = DMENet(dataclasses.replace(config, post_filter=channels))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("post_filter.") for k in missing):
         raise SystemExit(f"{weights} does not fit the model: missing {missing}, unexpected {unexpected}")
-    return base.eval(), model.eval(), meta
+    return base.eval(), model.eval(), meta, sha
 
 
 @torch.no_grad()
@@ -182,8 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    base, model, meta = load_base(args.init_weights, args.channels)
-    sha = weights_sha256(args.init_weights)
+    base, model, meta, sha = load_base(args.init_weights, args.channels)
     data = training_set(base, args, sha)
     val = validation_set(base, args.val) if args.val else None
     steps = train(model, data, val, args)

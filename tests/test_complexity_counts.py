@@ -19,15 +19,21 @@ from dmenet_geo.model.config import DMENetConfig  # noqa: E402
 from pipelines.bench.counts import count_flops, deform_conv_macs, params_by_part  # noqa: E402
 
 
-@pytest.mark.parametrize("context", ["none", "checkerboard"], ids=["hyperprior", "checkerboard"])
-def test_parts_add_up_and_each_part_counts(context: str) -> None:
-    model = DMENet(DMENetConfig(n=16, context=context)).eval()
+@pytest.mark.parametrize(
+    ("context", "post_filter"),
+    [("none", 0), ("checkerboard", 0), ("checkerboard", 8)],
+    ids=["hyperprior", "checkerboard", "post-filter"],
+)
+def test_parts_add_up_and_each_part_counts(context: str, post_filter: int) -> None:
+    model = DMENet(DMENetConfig(n=16, context=context, post_filter=post_filter)).eval()
     parts = params_by_part(model)
     assert sum(parts.values()) == sum(p.numel() for p in model.parameters())
     assert ("context" in parts) == (context != "none")
+    assert ("post_filter" in parts) == bool(post_filter)
     assert all(v > 0 for k, v in parts.items() if k != "gains_and_other")
     flops = count_flops(model, torch.rand(1, 3, 64, 64))
     assert set(flops) >= {"g_a", "h_a", "entropy_parameters", "g_s"}
+    assert ("post_filter" in flops) == bool(post_filter)
     assert all(v > 0 for v in flops.values())
     assert deform_conv_macs(model, torch.rand(1, 3, 64, 64)) > 0
 

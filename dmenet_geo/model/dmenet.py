@@ -227,7 +227,7 @@ class DMENet(ExactPath, CompressionModel):
         y_hat = ((symbols.double() + means.double()) * inv).to(device)
         x_hat = self._synthesise64(y_hat, device).clamp_(0, 1)
         if self.post_filter is not None:
-            x_hat = self._post_filter64(x_hat, q.to(device)).clamp_(0, 1)
+            x_hat = self._post_filter64(x_hat, q).clamp_(0, 1)
         h, w = latents.image_shape
         return x_hat[..., :h, :w].cpu(), digests
 

@@ -130,15 +130,28 @@ def state_sha256(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def _load_file(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of a weights file and the SHA-256 of the same bytes (the file is read once)."""
+    data = path.read_bytes()
+    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return state, hashlib.sha256(data).hexdigest()
+
+
+def _delta_info(path: Path) -> ModelInfo | None:
+    """The model info of a weights path whose sidecar records a delta, else None."""
+    sidecar = path.with_suffix(".json")
+    return model_info(path) if sidecar.is_file() and "delta" in read_sidecar(sidecar) else None
+
+
 def load_state(info: ModelInfo, _depth: int = 0) -> tuple[dict[str, torch.Tensor], str]:
     """The checked state dict of a model and the SHA-256 that identifies it (see the module doc)."""
     if not info.path.exists():
         raise WeightsError(f"weights file missing: {info.path}")
     if info.delta is None:
-        actual = file_sha256(info.path)
+        state, actual = _load_file(info.path)
         if info.sha256 and actual != info.sha256:
             raise WeightsError(f"weights {info.path.name} have SHA-256 {actual}, expected {info.sha256}")
-        return torch.load(info.path, map_location="cpu", weights_only=True), actual
+        return state, actual
     if _depth >= 8:
         raise WeightsError(f"{info.name}: more than 8 deltas on deltas")
     base = model_info(info.delta.base)
@@ -156,20 +169,14 @@ def load_state(info: ModelInfo, _depth: int = 0) -> tuple[dict[str, torch.Tensor
 def read_state(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     """The tensors of a weights file and its SHA-256, for tools given a path. A shipped model kept as
     a delta (its sidecar has ``"delta"``) comes back whole and checked, with the identity it records."""
-    sidecar = path.with_suffix(".json")
-    if sidecar.is_file() and "delta" in read_sidecar(sidecar):
-        return load_state(model_info(path))
-    data = path.read_bytes()
-    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    return state, hashlib.sha256(data).hexdigest()
+    info = _delta_info(path)
+    return _load_file(path) if info is None else load_state(info)
 
 
 def weights_sha256(path: Path) -> str:
     """The SHA-256 that identifies a weights file: the recorded one for a delta, else the file's."""
-    sidecar = path.with_suffix(".json")
-    if sidecar.is_file() and "delta" in read_sidecar(sidecar):
-        return model_info(path).sha256
-    return file_sha256(path)
+    info = _delta_info(path)
+    return file_sha256(path) if info is None else info.sha256
 
 
 def load_model(name: str | Path = "default", device: str | torch.device = "cpu") -> DMENet:

@@ -79,6 +79,12 @@ def _count_parts(model: Any, x: Any) -> dict[str, int]:
             with FlopCounterMode(display=False) as counter:
                 model.context.staged(params, y)
             parts["context"] = int(counter.get_total_flops())
+        if getattr(model, "post_filter", None) is not None:  # on the clamped synthesis, as decoded
+            x_hat = model.g_s(y_hat).clamp(0, 1)
+            quality = torch.full((x.shape[0],), float(model.config.levels))
+            with FlopCounterMode(display=False) as counter:
+                model.post_filter(x_hat, quality)
+            parts["post_filter"] = int(counter.get_total_flops())
     return parts
 
 
@@ -99,5 +105,7 @@ def params_by_part(model: Any) -> dict[str, int]:
     }
     if getattr(model, "context", None) is not None:
         parts["context"] = count(model.context)
+    if getattr(model, "post_filter", None) is not None:
+        parts["post_filter"] = count(model.post_filter)
     parts["gains_and_other"] = total - sum(parts.values())
     return parts

@@ -15,7 +15,7 @@ from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.dmenet import DMENet
 from dmenet_geo.model.losses import RateDistortionLoss
 from dmenet_geo.model.training import Optimisers, retarget_gains
-from dmenet_geo.model.zoo import read_state, weights_sha256
+from dmenet_geo.model.zoo import read_state
 
 
 def build_model(arch: str, config: DMENetConfig) -> DMENet:
@@ -115,7 +115,7 @@ def start_run(args: argparse.Namespace, device: torch.device) -> RunStart:
                 group["lr"] = args.lr
         lineage = dict(checkpoint.get("lineage", {}))
     elif args.init_weights is not None:
-        state = read_state(args.init_weights)[0]
+        state, init_sha = read_state(args.init_weights)
         if retarget_from is not None:
             state = retarget_gains(state, retarget_from, config.lambdas)
             print(f"gain tables re-targeted from lambdas {retarget_from} to {config.lambdas}", flush=True)
@@ -133,7 +133,7 @@ def start_run(args: argparse.Namespace, device: torch.device) -> RunStart:
             )
         step, elapsed_before = int(meta.get("steps", 0)), float(meta.get("train_hours", 0)) * 3600
         lineage = {"init_weights": str(args.init_weights), "init_step": step,
-                   "init_sha256": weights_sha256(args.init_weights),
+                   "init_sha256": init_sha,
                    **{k: v for k, v in meta.items() if k.startswith("widen")}}
     return RunStart(
         arch=arch, config=config, model=model, criterion=criterion, opt=opt, sched=sched, step=step,
