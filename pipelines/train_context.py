@@ -56,7 +56,7 @@ if __package__ in (None, ""):  # run as a script: make the ``pipelines.trainer``
 from dmenet_geo.model.config import DMENetConfig  # noqa: E402
 from dmenet_geo.model.dmenet import DMENet  # noqa: E402
 from dmenet_geo.model.training import CropDataset, cosine_lr, list_images  # noqa: E402
-from dmenet_geo.model.zoo import read_state, weights_sha256  # noqa: E402
+from dmenet_geo.model.zoo import read_state  # noqa: E402
 from pipelines.trainer.finetune import add_arguments  # noqa: E402
 from pipelines.trainer.runtime import (  # noqa: E402
     Periodic,
@@ -97,8 +97,9 @@ def is_trained(name: str, hyperprior: bool) -> bool:
 
 def load_frozen(
     weights: Path, groups: int, warm_start: bool = False, hyperprior: bool = False
-) -> tuple[DMENet, dict, dict[str, torch.Tensor]]:
-    """The model to train, the weights' sidecar, and the frozen tensors (the trained ones excluded)."""
+) -> tuple[DMENet, dict, dict[str, torch.Tensor], str]:
+    """The model to train, the weights' sidecar, the frozen tensors (the trained ones excluded) and
+    the weights' SHA-256."""
     meta = json.loads(weights.with_suffix(".json").read_text())
     config = DMENetConfig.from_dict(meta["config"])
     if warm_start:
@@ -109,7 +110,7 @@ def load_frozen(
         raise SystemExit(f"{weights} already has a context; train_context starts from a model without one "
                          "(or give --warm-start to go on from it)")
     config = dataclasses.replace(config, context="checkerboard", context_groups=groups)
-    state = read_state(weights)[0]
+    state, sha = read_state(weights)
     model = DMENet(config)
     missing, unexpected = model.load_state_dict(state, strict=False)
     # a warm start needs every tensor; otherwise only the new context's may be absent
@@ -119,7 +120,7 @@ def load_frozen(
     state = {k: v for k, v in state.items() if not is_trained(k, hyperprior)}
     for name, p in model.named_parameters():
         p.requires_grad_(is_trained(name, hyperprior))
-    return model, meta, state
+    return model, meta, state, sha
 
 
 def rate_bits(model: DMENet, y: Tensor, params: Tensor, ste: bool = False) -> Tensor:
@@ -159,8 +160,8 @@ def trained_state(model: DMENet, hyperprior: bool) -> dict[str, Tensor]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     seed_and_threads(args.seed, args.threads)
-    model, meta, base_state = load_frozen(args.init_weights, args.groups, args.warm_start, args.hyperprior)
-    base_sha = weights_sha256(args.init_weights)
+    model, meta, base_state, base_sha = load_frozen(args.init_weights, args.groups, args.warm_start,
+                                                    args.hyperprior)
     context = model.context
     assert context is not None
     model.eval()  # frozen parts: no dropout/batch-norm here, but keep the eval-mode tables

@@ -4,9 +4,10 @@
         --train ../shared/data/train/rsscn7 --val ../shared/data/val --out runs/pf --minutes 30
 
 First codes ``--crops`` random 256x256 crops of the training images through the model's real
-``compress`` / ``decompress`` at qualities drawn uniformly from its range (the pictures users get;
-kept in ``OUT/decoded.pt`` and reused by a later run with the same model, crops and seed), then
-trains the filter alone on random ``--patch`` x ``--patch`` windows of them: Adam, a cosine decay
+``compress`` / ``decompress`` (without a post-filter) at qualities drawn uniformly from its range
+(the pictures users get; kept in ``OUT/decoded.pt`` and reused by a later run with the same model,
+crops and seed), then trains the filter alone on random ``--patch`` x ``--patch`` windows of them:
+a fresh filter, or with ``--warm-start`` the one the weights already have. Adam, a cosine decay
 from ``--lr`` over the budget, mean squared error against the original crop. Every other tensor
 of the model is copied unchanged, so the bitstream is the same and only the decoded picture
 changes. With ``--val`` the gain in PSNR (mean over tiles, 8-bit) at qualities 1, 3, 5 and 8 of
@@ -42,6 +43,8 @@ from pipelines.rd.tiles import load_tiles  # noqa: E402
 from pipelines.trainer.runtime import StopOnSignal, atomic_save, fp32_state, inherited_sidecar  # noqa: E402
 
 VAL_QUALITIES = (1, 3, 5, 8)
+_RUN_KEYS = ("post_filter_steps", "post_filter_crops", "post_filter_patch", "post_filter_batch",
+             "post_filter_lr", "post_filter_seed", "post_filter_val_psnr_gain_db", "post_filter_warm_start")
 
 
 @dataclasses.dataclass
@@ -53,24 +56,44 @@ class Decoded:
     quality: torch.Tensor
 
 
-def load_base(weights: Path, channels: int) -> tuple[DMENet, DMENet, dict[str, object], str]:
-    """The frozen model as given, the same model with a fresh post-filter of ``channels``, the
-    weights' sidecar and their SHA-256."""
+@dataclasses.dataclass
+class Loaded:
+    """What ``--init-weights`` gave: the model without and with the filter, the sidecar, the SHA-256
+    of the model without the filter (the one that codes the crops) and of the file itself."""
+
+    base: DMENet
+    model: DMENet
+    meta: dict[str, object]
+    base_sha256: str
+    init_sha256: str
+
+
+def load_base(weights: Path, channels: int, warm_start: bool = False) -> Loaded:
+    """The frozen model without a post-filter and the same model with the filter to train.
+
+    Without ``warm_start`` the weights must have no filter and get a fresh one of ``channels``; with
+    it they must have one of ``channels``, which training continues from."""
     sidecar = weights.with_suffix(".json")
     if not weights.is_file() or not sidecar.is_file():
         raise SystemExit(f"--init-weights needs {weights} and its sidecar {sidecar}")
     meta = dict(read_sidecar(sidecar))
     config = DMENetConfig.from_dict(meta["config"])  # type: ignore[arg-type]
-    if config.post_filter:
-        raise SystemExit(f"{weights} already has a post-filter")
+    if config.post_filter and not warm_start:
+        raise SystemExit(f"{weights} already has a post-filter (--warm-start trains it further)")
+    if warm_start and config.post_filter != channels:
+        raise SystemExit(f"--warm-start needs {weights} to have a post-filter of --channels {channels}, "
+                         f"it has {config.post_filter or 'none'}")
     state, sha = read_state(weights)
-    base = DMENet(config)
-    base.load_state_dict(state)
+    base = DMENet(dataclasses.replace(config, post_filter=0))
+    base.load_state_dict({k: v for k, v in state.items() if not k.startswith("post_filter.")})
     model = DMENet(dataclasses.replace(config, post_filter=channels))
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("post_filter.") for k in missing):
+    if unexpected or any(not k.startswith("post_filter.") for k in missing) or (warm_start and missing):
         raise SystemExit(f"{weights} does not fit the model: missing {missing}, unexpected {unexpected}")
-    return base.eval(), model.eval(), meta, sha
+    base_sha = meta.get("post_filter_base_sha256") if warm_start else sha
+    if not isinstance(base_sha, str):
+        raise SystemExit(f"{sidecar} does not record post_filter_base_sha256")
+    return Loaded(base.eval(), model.eval(), meta, base_sha, sha)
 
 
 @torch.no_grad()
@@ -166,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val", type=Path, default=None, help="folder of validation images")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--channels", type=int, default=32)
+    p.add_argument("--warm-start", action="store_true",
+                   help="continue training the post-filter --init-weights already has")
     p.add_argument("--crops", type=int, default=1200, help="training crops coded once")
     p.add_argument("--patch", type=int, default=128, help="training window side (even)")
     p.add_argument("--batch", type=int, default=16)
@@ -183,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    base, model, meta, sha = load_base(args.init_weights, args.channels)
+    loaded = load_base(args.init_weights, args.channels, args.warm_start)
+    base, model, meta, sha = loaded.base, loaded.model, loaded.meta, loaded.base_sha256
     data = training_set(base, args, sha)
     val = validation_set(base, args.val) if args.val else None
     steps = train(model, data, val, args)
@@ -192,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     out_meta = dict(inherited_sidecar(meta), config=model.config.to_dict(), post_filter_base_sha256=sha,
                     post_filter_steps=steps, post_filter_crops=args.crops, post_filter_patch=args.patch,
                     post_filter_batch=args.batch, post_filter_lr=args.lr, post_filter_seed=args.seed)
+    if args.warm_start:
+        out_meta["post_filter_warm_start"] = {
+            "sha256": loaded.init_sha256,
+            **{k: meta[k] for k in _RUN_KEYS if k in meta},
+        }
     if gains is not None:
         out_meta["post_filter_val_psnr_gain_db"] = dict(zip(map(str, VAL_QUALITIES), gains, strict=False))
     atomic_save(fp32_state(model), args.out / "weights.pt")

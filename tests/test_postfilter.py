@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,36 @@ def test_training_saves_a_loadable_model_and_reuses_the_decoded_crops(
     assert "decoded crops from" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="already has a post-filter"):
         train_postfilter.main([*argv[:1], str(tmp_path / "run" / "weights.pt"), *argv[2:]])
+
+
+def test_a_warm_start_continues_the_filter_the_weights_have(
+    tmp_path: Path, small_model: DMENet, capsys: pytest.CaptureFixture[str], repo_root: Path
+) -> None:
+    from dmenet_geo.model.zoo import read_state, weights_sha256
+    from pipelines import train_postfilter
+
+    tiles = str(repo_root / "sample_tiles")
+    torch.save(small_model.state_dict(), tmp_path / "m.pt")
+    (tmp_path / "m.json").write_text(json.dumps({"config": small_model.config.to_dict()}))
+    common = ["--train", tiles, "--channels", "8", "--crops", "2", "--patch", "32", "--batch", "2"]
+    run = tmp_path / "run"
+    assert train_postfilter.main(["--init-weights", str(tmp_path / "m.pt"), "--out", str(run),
+                                  "--steps", "3", *common]) == 0
+    first = tmp_path / "first.pt"
+    shutil.copy(run / "weights.pt", first)
+    shutil.copy(run / "weights.json", first.with_suffix(".json"))
+    capsys.readouterr()
+    again = ["--init-weights", str(first), "--warm-start", "--out", str(run), "--lr", "0", "--steps", "2",
+             *common]
+    assert train_postfilter.main(again) == 0
+    # the model without its filter codes the crops, as in the first run, so they are reused
+    assert "decoded crops from" in capsys.readouterr().out
+    meta = json.loads((run / "weights.json").read_text())
+    assert meta["post_filter_base_sha256"] == weights_sha256(tmp_path / "m.pt")
+    assert meta["post_filter_warm_start"]["sha256"] == weights_sha256(first)
+    assert meta["post_filter_warm_start"]["post_filter_steps"] == 3 and meta["post_filter_steps"] == 2
+    before, after = read_state(first)[0], read_state(run / "weights.pt")[0]
+    assert all(torch.equal(before[k], after[k]) for k in before)  # a zero rate leaves the filter as it was
+    with pytest.raises(SystemExit, match="--warm-start needs"):
+        train_postfilter.main(["--init-weights", str(tmp_path / "m.pt"), "--warm-start",
+                               "--out", str(tmp_path / "third"), *common])

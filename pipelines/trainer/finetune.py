@@ -25,7 +25,7 @@ from dmenet_geo.model.config import DMENetConfig
 from dmenet_geo.model.dmenet import DMENet
 from dmenet_geo.model.losses import RateDistortionLoss
 from dmenet_geo.model.training import CropDataset, cosine_lr, list_images
-from dmenet_geo.model.zoo import read_state, weights_sha256
+from dmenet_geo.model.zoo import read_state
 from pipelines.trainer.runtime import (
     Periodic,
     StopOnSignal,
@@ -81,19 +81,19 @@ def check_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 
 def load_for_part(
     weights: Path, trainable: Callable[[str], bool]
-) -> tuple[DMENet, dict, dict[str, torch.Tensor]]:
-    """The model (the parameters ``trainable`` names trainable, in eval mode), its sidecar, and the
-    frozen tensors to check at each save."""
+) -> tuple[DMENet, dict, dict[str, torch.Tensor], str]:
+    """The model (the parameters ``trainable`` names trainable, in eval mode), its sidecar, the
+    frozen tensors to check at each save, and the weights' SHA-256."""
     sidecar = weights.with_suffix(".json")
     if not weights.exists() or not sidecar.exists():
         raise SystemExit(f"--init-weights needs {weights} and its sidecar {sidecar}")
     meta = json.loads(sidecar.read_text())
     model = DMENet(DMENetConfig.from_dict(meta["config"]))
-    state = read_state(weights)[0]
+    state, sha = read_state(weights)
     model.load_state_dict(state)
     for name, p in model.named_parameters():
         p.requires_grad_(trainable(name))
-    return model.eval(), meta, {k: v for k, v in state.items() if not trainable(k)}
+    return model.eval(), meta, {k: v for k, v in state.items() if not trainable(k)}, sha
 
 
 class FineTune:
@@ -104,7 +104,7 @@ class FineTune:
     def __init__(self, args: argparse.Namespace, trainable: Callable[[str], bool], prefix: str) -> None:
         seed_and_threads(args.seed, args.threads)
         self.args, self.trainable, self.prefix = args, trainable, prefix
-        self.model, self.meta, self.frozen = load_for_part(args.init_weights, trainable)
+        self.model, self.meta, self.frozen, self._base_sha = load_for_part(args.init_weights, trainable)
         self.reference = copy.deepcopy(self.model).requires_grad_(False)
         balance = args.quality_balance
         self.balance = float(self.meta.get("quality_balance", 0.0)) if balance is None else balance
@@ -123,7 +123,6 @@ class FineTune:
             self.step, self._elapsed_before = int(ckpt["step"]), float(ckpt["elapsed_s"])
         self.rng = random.Random(args.seed + self.step)
         self.data = CropDataset(list_images(args.train), args.crop, 0.0)
-        self._base_sha = weights_sha256(args.init_weights)
         self._start = time.time()
 
     def _start_from(self, path: Path) -> None:
