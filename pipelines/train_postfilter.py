@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     steps = train(model, data, val, args)
     gains = psnr_gains(model.post_filter, val) if val is not None and model.post_filter is not None else None
     print(f"final step={steps} val_psnr_gain_db={gains}", flush=True)
-    out_meta = dict(inherited_sidecar(meta), config=model.config.to_dict(), post_filter_base_sha256=sha,
+    earlier = {k: v for k, v in inherited_sidecar(meta).items() if k not in _RUN_KEYS}  # moved below
+    out_meta = dict(earlier, config=model.config.to_dict(), post_filter_base_sha256=sha,
                     post_filter_steps=steps, post_filter_crops=args.crops, post_filter_patch=args.patch,
                     post_filter_batch=args.batch, post_filter_lr=args.lr, post_filter_seed=args.seed)
     if args.warm_start:

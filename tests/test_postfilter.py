@@ -118,13 +118,13 @@ def test_a_warm_start_continues_the_filter_the_weights_have(
     common = ["--train", tiles, "--channels", "8", "--crops", "2", "--patch", "32", "--batch", "2"]
     run = tmp_path / "run"
     assert train_postfilter.main(["--init-weights", str(tmp_path / "m.pt"), "--out", str(run),
-                                  "--steps", "3", *common]) == 0
+                                  "--steps", "3", "--val", tiles, *common]) == 0
     first = tmp_path / "first.pt"
     shutil.copy(run / "weights.pt", first)
     shutil.copy(run / "weights.json", first.with_suffix(".json"))
     capsys.readouterr()
     again = ["--init-weights", str(first), "--warm-start", "--out", str(run), "--lr", "0", "--steps", "2",
-             *common]
+             *common]  # without --val: the first run's validation gains must not pass for this one's
     assert train_postfilter.main(again) == 0
     # the model without its filter codes the crops, as in the first run, so they are reused
     assert "decoded crops from" in capsys.readouterr().out
@@ -132,6 +132,8 @@ def test_a_warm_start_continues_the_filter_the_weights_have(
     assert meta["post_filter_base_sha256"] == weights_sha256(tmp_path / "m.pt")
     assert meta["post_filter_warm_start"]["sha256"] == weights_sha256(first)
     assert meta["post_filter_warm_start"]["post_filter_steps"] == 3 and meta["post_filter_steps"] == 2
+    assert "post_filter_val_psnr_gain_db" not in meta
+    assert "post_filter_val_psnr_gain_db" in meta["post_filter_warm_start"]
     before, after = read_state(first)[0], read_state(run / "weights.pt")[0]
     assert all(torch.equal(before[k], after[k]) for k in before)  # a zero rate leaves the filter as it was
     with pytest.raises(SystemExit, match="--warm-start needs"):
