@@ -40,6 +40,7 @@ from dmenet_geo.model.zoo import read_state  # noqa: E402
 from dmenet_geo.weights import read_sidecar  # noqa: E402
 from pipelines.rd.tiles import list_images as val_images  # noqa: E402
 from pipelines.rd.tiles import load_tiles  # noqa: E402
+from pipelines.train_decoder import psnr_db  # noqa: E402
 from pipelines.trainer.runtime import StopOnSignal, atomic_save, fp32_state, inherited_sidecar  # noqa: E402
 
 VAL_QUALITIES = (1, 3, 5, 8)
@@ -127,8 +128,8 @@ def training_set(base: DMENet, args: argparse.Namespace, sha: str) -> Decoded:
 
 
 def _psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
-    mse = ((x * 255).round() - ref.float()).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
-    return float((10 * torch.log10(255**2 / mse)).mean())
+    """Mean PSNR of ``x`` (in [0, 1]) rounded to 8 bits, as a user gets it, against uint8 ``ref``."""
+    return psnr_db((x * 255).round() / 255, ref.float() / 255)
 
 
 @torch.no_grad()
