@@ -133,14 +133,15 @@ def _psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def psnr_gains(pf: PostFilter, val: Decoded) -> list[float]:
-    """PSNR with the filter minus without, per validation quality (dB, mean over tiles)."""
-    gains = []
-    for q in VAL_QUALITIES:
+def psnr_gains(pf: PostFilter, val: Decoded) -> dict[int, float]:
+    """PSNR with the filter minus without (dB, mean over tiles), for each quality ``val`` was coded at
+    (those of ``VAL_QUALITIES`` the model has)."""
+    gains = {}
+    for q in sorted({int(v) for v in val.quality.tolist()}):
         pick = val.quality == q
         decoded, original = val.decoded[pick], val.original[pick]
         filtered = pf(decoded, val.quality[pick]).clamp(0, 1)
-        gains.append(_psnr(filtered, original) - _psnr(decoded, original))
+        gains[q] = _psnr(filtered, original) - _psnr(decoded, original)
     return gains
 
 
@@ -177,7 +178,7 @@ def train(model: DMENet, data: Decoded, val: Decoded | None, args: argparse.Name
                 print(f"step={step} mse={loss.item():.3e} lr={opt.param_groups[0]['lr']:.2e} "
                       f"elapsed_s={time.time() - start:.0f}", flush=True)
             if val is not None and step % args.val_every == 0:
-                gains = [round(g, 4) for g in psnr_gains(pf, val)]
+                gains = [round(g, 4) for g in psnr_gains(pf, val).values()]
                 print(f"step={step} val_psnr_gain_db={gains}", flush=True)
     pf.eval()
     return step
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             **{k: meta[k] for k in _RUN_KEYS if k in meta},
         }
     if gains is not None:
-        out_meta["post_filter_val_psnr_gain_db"] = dict(zip(map(str, VAL_QUALITIES), gains, strict=False))
+        out_meta["post_filter_val_psnr_gain_db"] = {str(q): g for q, g in gains.items()}
     atomic_save(fp32_state(model), args.out / "weights.pt")
     (args.out / "weights.json").write_text(json.dumps(out_meta, indent=2) + "\n")
     print(f"wrote {args.out / 'weights.pt'}", flush=True)

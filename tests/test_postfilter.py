@@ -139,3 +139,23 @@ def test_a_warm_start_continues_the_filter_the_weights_have(
     with pytest.raises(SystemExit, match="--warm-start needs"):
         train_postfilter.main(["--init-weights", str(tmp_path / "m.pt"), "--warm-start",
                                "--out", str(tmp_path / "third"), *common])
+
+
+def test_validation_gains_cover_only_the_qualities_a_model_has(tmp_path: Path, repo_root: Path) -> None:
+    import math
+
+    from pipelines import train_postfilter
+
+    torch.manual_seed(0)
+    config = DMENetConfig(n=16)
+    model = DMENet(dataclasses.replace(config, lambdas=config.lambdas[:4]))
+    model.update(force=True)
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    (tmp_path / "m.json").write_text(json.dumps({"config": model.config.to_dict()}))
+    tiles = str(repo_root / "sample_tiles")
+    assert train_postfilter.main(["--init-weights", str(tmp_path / "m.pt"), "--train", tiles, "--val", tiles,
+                                  "--out", str(tmp_path / "run"), "--channels", "8", "--crops", "2",
+                                  "--steps", "2", "--patch", "32", "--batch", "2"]) == 0
+    gains = json.loads((tmp_path / "run" / "weights.json").read_text())["post_filter_val_psnr_gain_db"]
+    assert set(gains) == {"1", "3"}  # 5 and 8 are above its 4 levels
+    assert all(math.isfinite(g) for g in gains.values())
