@@ -21,7 +21,8 @@ subprocess builds an untrained model and measures:
   the highest quality (``config.levels``), median of 5 runs after one warm-up. Both include the
   float64 CPU entropy-parameter pass and the rANS coder; with untrained weights most latent symbols
   are 0, so trained weights spend somewhat longer in the entropy coder. The synthesis transform is
-  also timed alone in float32 and in a float64 copy, since an exact decoder may run it in float64.
+  also timed alone in float32 and in a float64 copy, since an exact decoder may run it in float64;
+  so is the post-filter of a model that has one (the decoder runs it in float64 too).
 """
 
 from __future__ import annotations
@@ -132,6 +133,13 @@ def measure(n: int, device: str, threads: int, model_name: str | None = None) ->
         y_hat64 = y_hat.double()
         gs32_times = timed(lambda: model.g_s(y_hat))
         gs64_times = timed(lambda: g_s64(y_hat64))
+        # the post-filter alone likewise (the decoder runs it in float64 after the synthesis)
+        pf_times: dict[str, float | None] = {"post_filter_float32_s": None, "post_filter_float64_s": None}
+        if model.post_filter is not None:
+            pf64 = copy.deepcopy(model.post_filter).double()
+            q32 = torch.full((1,), float(quality), device=x.device)
+            pf_times["post_filter_float32_s"] = statistics.median(timed(lambda: model.post_filter(x, q32)))
+            pf_times["post_filter_float64_s"] = statistics.median(timed(lambda: pf64(x.double(), q32.double())))
 
     conv_flops = sum(flops.values())
     return {
@@ -152,6 +160,7 @@ def measure(n: int, device: str, threads: int, model_name: str | None = None) ->
         "decompress_s": statistics.median(decompress_times),
         "g_s_float32_s": statistics.median(gs32_times),
         "g_s_float64_s": statistics.median(gs64_times),
+        **pf_times,
         "compress_times_s": compress_times,
         "decompress_times_s": decompress_times,
         "bytes": num_bytes,

@@ -29,6 +29,13 @@ def _fmt_mem(num_bytes: int) -> str:
     return f"{num_bytes / (1 << 20):.0f} MB"
 
 
+def _pair(row: dict[str, Any], first: str, second: str) -> str:
+    """``first / second`` in seconds, or "-" where the row has no such times (an older JSON, no filter)."""
+    if row.get(first) is None or row.get(second) is None:
+        return "-"
+    return f"{row[first]:.3f} s / {row[second]:.3f} s"
+
+
 def format_table(rows: list[dict[str, Any]], device: str, threads: int, repeats: int) -> str:
     """The Table 3 comparison as fixed-width text (``repeats``: timed runs per median)."""
     headers = ["", "paper DMENet (N=256, RTX 3090)"]
@@ -50,6 +57,8 @@ def format_table(rows: list[dict[str, Any]], device: str, threads: int, repeats:
         + [f"{r['decompress_s']:.3f} s" for r in rows],
         ["  g_s alone, float32 / float64", "-"]
         + [f"{r['g_s_float32_s']:.3f} s / {r['g_s_float64_s']:.3f} s" for r in rows],
+        ["  post-filter alone, float32 / float64", "-"]
+        + [_pair(r, "post_filter_float32_s", "post_filter_float64_s") for r in rows],
         ["Compressed size (quality q)", "-"]
         + [f"{r['bytes']} B, {r['bpp']:.3f} bpp (q={r['quality']:g})" for r in rows],
     ]
@@ -69,13 +78,15 @@ def format_table(rows: list[dict[str, Any]], device: str, threads: int, repeats:
     out += [
         "",
         f"Input 3x256x256; measured on {where}{load}. Times: median of {repeats} after a warm-up.",
-        "FLOPs: FlopCounterMode over g_a + h_a + entropy parameters + g_s (convolutions only), plus",
+        "FLOPs: FlopCounterMode over g_a + h_a + entropy parameters + g_s and, where the model has them,",
+        "the latent context and the post-filter (convolutions only), plus",
         "SEB's deform_conv2d added analytically (FlopCounterMode does not count it).",
         f"Memory: {rows[0]['memory_kind']}; the paper's figure is GPU memory and not comparable.",
         "Parameters: the whole model (transforms, hyperprior, LSM, entropy bottleneck, gain vectors).",
         "Times: model.compress / model.decompress at the highest quality, including the float64 CPU",
         "entropy-parameter pass and the rANS coder; untrained weights code few non-zero symbols.",
-        "'g_s alone' times the synthesis transform in float32 and in a float64 copy.",
+        "'g_s alone' times the synthesis transform in float32 and in a float64 copy; 'post-filter alone'",
+        "likewise the post-filter on the input picture.",
     ]
     return "\n".join(out)
 

@@ -47,3 +47,23 @@ def test_the_paper_width_matches_the_recorded_table() -> None:
     x = torch.rand(1, 3, 256, 256)
     assert count_flops(model, x) == row["flops_by_part"]
     assert deform_conv_macs(model, x) == row["deform_conv_macs"]
+
+
+def test_the_post_filter_is_timed_apart_where_a_model_has_one(tmp_path: Path) -> None:
+    """``complexity.py`` times the post-filter alone in float32 and float64, and says "-" without one."""
+    from pipelines.complexity import measure
+    from pipelines.complexity_report import format_table
+
+    torch.manual_seed(0)
+    model = DMENet(DMENetConfig(n=16, post_filter=8))
+    model.update(force=True)
+    torch.save(model.state_dict(), tmp_path / "pf.pt")
+    (tmp_path / "pf.json").write_text(json.dumps({"config": model.config.to_dict()}))
+    with_filter = measure(16, "cpu", 1, str(tmp_path / "pf.pt"))
+    without = measure(16, "cpu", 1)
+    assert with_filter["post_filter_float32_s"] > 0 and with_filter["post_filter_float64_s"] > 0
+    assert without["post_filter_float32_s"] is None and without["post_filter_float64_s"] is None
+    row = next(line for line in format_table([without, with_filter], "cpu", 1, 5).splitlines()
+               if "post-filter alone" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "-" and cells[3].endswith(" s") and " s / " in cells[3]
