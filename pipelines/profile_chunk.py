@@ -7,7 +7,8 @@ Encode stages: GeoTIFF window read (one block of ``--batch`` chunks), ``prepare`
 g_a (analysis, float32; its SEB deformable convolution timed apart), h_a + z entropy coding,
 the float64 entropy parameters (h_s + LSM, CPU), y entropy coding, container packing, store write.
 Decode stages: store read, unpacking, z decoding, float64 entropy parameters, y decoding, g_s in
-float64 (its SEB apart), restoring the dtype. Times are medians over ``--repeats`` per chunk in ms.
+float64 (its SEB apart), the post-filter in float64 (for a model that has one), restoring the
+dtype. Times are medians over ``--repeats`` per chunk in ms.
 """
 
 from __future__ import annotations
@@ -134,8 +135,10 @@ def main() -> int:
         inv = torch.exp(model._table64(model.log_inv_gain, q))
         y_hat = ((sym2.double() + means2.double()) * inv).to(dev)
         seb_time[0] = 0.0
-        timed("dec: g_s float64", lambda: model._synthesise64(y_hat, dev))
+        x_hat = timed("dec: g_s float64", lambda: model._synthesise64(y_hat, dev)).clamp_(0, 1)
         times.setdefault("dec:   of which SEB (deform conv)", []).append(seb_time[0] * 1e3 / b)
+        if model.post_filter is not None:
+            timed("dec: post-filter float64", lambda: model._post_filter64(x_hat, q))
         lat = CompressedLatents([c.groups[0].y for c in chunks], [c.groups[0].z for c in chunks], zshape,
                                 (side, side), [args.quality] * b, [0] * b)
         timed("dec: model.decompress total", lambda: model.decompress(lat))
