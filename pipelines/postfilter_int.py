@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -179,27 +178,6 @@ def calibrate(f: IntegerFilter, data: tp.Decoded, crops: int, percentile: float)
             f.act_step[i] = float(torch.quantile(values, percentile)) / ACT_MAX
 
 
-def train(f: IntegerFilter, data: tp.Decoded, args: argparse.Namespace) -> int:
-    opt = torch.optim.Adam(f.convs.parameters(), lr=args.lr)
-    gen = torch.Generator().manual_seed(args.seed)
-    budget, start, step = args.minutes * 60, time.time(), 0
-    side = data.original.shape[-1]
-    while time.time() - start < budget and (not args.steps or step < args.steps):
-        done = step / args.steps if args.steps else (time.time() - start) / budget
-        for group in opt.param_groups:
-            group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
-        idx = torch.randint(len(data.original), (args.batch,), generator=gen)
-        top, left = torch.randint(side - args.patch + 1, (2,), generator=gen).tolist()
-        window = (idx, slice(None), slice(top, top + args.patch), slice(left, left + args.patch))
-        target = data.original[window].float() / 255
-        loss = (f(data.decoded[window], data.quality[idx]) - target).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        step += 1
-    return step
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=Path, default=Path("dmenet_geo/weights/default.pt"),
@@ -235,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         gain_float = _gains(lambda d, q: pf(d, q), val)
     gain_quantised = _gains(lambda d, q: f.exact(d, q), val)
-    steps = train(f, data, args)
+    steps = tp.fit(f, data, args)
     f.eval()
     gain_trained = _gains(lambda d, q: f.exact(d, q), val)
     d, q = val.decoded[:16].double(), val.quality[:16]

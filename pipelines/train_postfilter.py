@@ -25,6 +25,7 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -153,35 +154,52 @@ def validation_set(base: DMENet, folder: Path) -> Decoded:
     return Decoded(originals, decode_all(base, originals, qualities), qualities)
 
 
-def train(model: DMENet, data: Decoded, val: Decoded | None, args: argparse.Namespace) -> int:
-    pf = model.post_filter
-    assert pf is not None
-    pf.train()
-    opt = torch.optim.Adam(pf.parameters(), lr=args.lr)
+def fit(
+    net: torch.nn.Module, data: Decoded, args: argparse.Namespace,
+    log: Callable[[int, float, float], None] | None = None,
+) -> int:
+    """Train ``net(decoded, quality)`` towards the originals on random ``args.patch`` windows of
+    ``args.batch`` crops (Adam, cosine from ``args.lr`` over ``args.minutes`` or ``args.steps``) until
+    the budget ends or SIGTERM / Ctrl-C; ``log(step, mse, lr)`` after every step. Returns the steps."""
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     gen = torch.Generator().manual_seed(args.seed)
     budget, start, step = args.minutes * 60, time.time(), 0
+    side = data.original.shape[-1]
     with StopOnSignal() as stop:
         while time.time() - start < budget and not stop.requested and (not args.steps or step < args.steps):
             done = (step / args.steps) if args.steps else (time.time() - start) / budget
             for group in opt.param_groups:
                 group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
             idx = torch.randint(len(data.original), (args.batch,), generator=gen)
-            top, left = torch.randint(256 - args.patch + 1, (2,), generator=gen).tolist()
+            top, left = torch.randint(side - args.patch + 1, (2,), generator=gen).tolist()
             window = (idx, slice(None), slice(top, top + args.patch), slice(left, left + args.patch))
             target = data.original[window].float() / 255
-            loss = (pf(data.decoded[window], data.quality[idx]) - target).pow(2).mean()
+            loss = (net(data.decoded[window], data.quality[idx]) - target).pow(2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
             step += 1
-            if step % args.log_every == 0:
-                print(f"step={step} mse={loss.item():.3e} lr={opt.param_groups[0]['lr']:.2e} "
-                      f"elapsed_s={time.time() - start:.0f}", flush=True)
-            if val is not None and step % args.val_every == 0:
-                gains = [round(g, 4) for g in psnr_gains(pf, val).values()]
-                print(f"step={step} val_psnr_gain_db={gains}", flush=True)
-    pf.eval()
+            if log is not None:
+                log(step, loss.item(), opt.param_groups[0]["lr"])
     return step
+
+
+def train(model: DMENet, data: Decoded, val: Decoded | None, args: argparse.Namespace) -> int:
+    pf = model.post_filter
+    assert pf is not None
+    pf.train()
+    start = time.time()
+
+    def log(step: int, mse: float, lr: float) -> None:
+        if step % args.log_every == 0:
+            print(f"step={step} mse={mse:.3e} lr={lr:.2e} elapsed_s={time.time() - start:.0f}", flush=True)
+        if val is not None and step % args.val_every == 0:
+            gains = [round(g, 4) for g in psnr_gains(pf, val).values()]
+            print(f"step={step} val_psnr_gain_db={gains}", flush=True)
+
+    steps = fit(pf, data, args, log)
+    pf.eval()
+    return steps
 
 
 def main(argv: list[str] | None = None) -> int:
