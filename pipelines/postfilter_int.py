@@ -43,9 +43,7 @@ from torch import Tensor, nn
 if __package__ in (None, ""):  # run as a script: make ``pipelines`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dmenet_geo.model.config import DMENetConfig  # noqa: E402
 from dmenet_geo.model.postfilter import FACTOR, PostFilter  # noqa: E402
-from dmenet_geo.weights import read_sidecar  # noqa: E402
 from pipelines import train_postfilter as tp  # noqa: E402
 
 __all__ = ["IntegerFilter", "Result", "partial_sum_bound", "main"]
@@ -150,12 +148,7 @@ class Result:
 
 
 def _gains(fn: Callable[[Tensor, Tensor], Tensor], val: tp.Decoded) -> dict[str, float]:
-    out = {}
-    for q in sorted({int(v) for v in val.quality.tolist()}):
-        pick = val.quality == q
-        d, o = val.decoded[pick], val.original[pick]
-        out[str(q)] = round(tp._psnr(fn(d, val.quality[pick]).clamp(0, 1).float(), o) - tp._psnr(d, o), 4)
-    return out
+    return {str(q): round(g, 4) for q, g in tp.psnr_gains(fn, val).items()}
 
 
 def _median_ms(fn: Callable[[], object], repeats: int = 9) -> float:
@@ -198,20 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    sidecar = args.weights.with_suffix(".json")
-    config = read_sidecar(sidecar).get("config") if sidecar.is_file() else None
-    channels = DMENetConfig.from_dict(config).post_filter if isinstance(config, dict) else 0
-    if not channels:
-        raise SystemExit(f"{args.weights} has no post-filter to quantise (or no sidecar {sidecar})")
-    loaded = tp.load_base(args.weights, channels, warm_start=True)
+    loaded = tp.load_base(args.weights, None, warm_start=True)  # the filter the weights have
     pf = loaded.model.post_filter
     assert pf is not None
     data = tp.training_set(loaded.base, args, loaded.base_sha256)
     val = tp.validation_set(loaded.base, args.val)
     f = IntegerFilter(pf)
     calibrate(f, data, args.calib_crops, args.percentile)
-    with torch.no_grad():
-        gain_float = _gains(lambda d, q: pf(d, q), val)
+    gain_float = _gains(pf, val)
     gain_quantised = _gains(lambda d, q: f.exact(d, q), val)
     steps = tp.fit(f, data, args)
     f.eval()

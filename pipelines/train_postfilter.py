@@ -35,7 +35,6 @@ import torch  # noqa: E402
 
 from dmenet_geo.model.config import DMENetConfig  # noqa: E402
 from dmenet_geo.model.dmenet import DMENet  # noqa: E402
-from dmenet_geo.model.postfilter import PostFilter  # noqa: E402
 from dmenet_geo.model.training import CropDataset, list_images  # noqa: E402
 from dmenet_geo.model.zoo import read_state  # noqa: E402
 from dmenet_geo.weights import read_sidecar  # noqa: E402
@@ -70,11 +69,11 @@ class Loaded:
     init_sha256: str
 
 
-def load_base(weights: Path, channels: int, warm_start: bool = False) -> Loaded:
+def load_base(weights: Path, channels: int | None, warm_start: bool = False) -> Loaded:
     """The frozen model without a post-filter and the same model with the filter to train.
 
     Without ``warm_start`` the weights must have no filter and get a fresh one of ``channels``; with
-    it they must have one of ``channels``, which training continues from."""
+    it they must have one (of ``channels``, unless that is None), which training continues from."""
     sidecar = weights.with_suffix(".json")
     if not weights.is_file() or not sidecar.is_file():
         raise SystemExit(f"--init-weights needs {weights} and its sidecar {sidecar}")
@@ -82,9 +81,14 @@ def load_base(weights: Path, channels: int, warm_start: bool = False) -> Loaded:
     config = DMENetConfig.from_dict(meta["config"])  # type: ignore[arg-type]
     if config.post_filter and not warm_start:
         raise SystemExit(f"{weights} already has a post-filter (--warm-start trains it further)")
-    if warm_start and config.post_filter != channels:
-        raise SystemExit(f"--warm-start needs {weights} to have a post-filter of --channels {channels}, "
-                         f"it has {config.post_filter or 'none'}")
+    if warm_start:
+        if not config.post_filter or channels not in (None, config.post_filter):
+            wanted = "" if channels is None else f" of --channels {channels}"
+            raise SystemExit(f"--warm-start needs {weights} to have a post-filter{wanted}, "
+                             f"it has {config.post_filter or 'none'}")
+        channels = config.post_filter
+    if not channels:
+        raise ValueError("a fresh post-filter needs a number of channels")
     state, sha = read_state(weights)
     base = DMENet(dataclasses.replace(config, post_filter=0))
     base.load_state_dict({k: v for k, v in state.items() if not k.startswith("post_filter.")})
@@ -134,14 +138,14 @@ def _psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def psnr_gains(pf: PostFilter, val: Decoded) -> dict[int, float]:
-    """PSNR with the filter minus without (dB, mean over tiles), for each quality ``val`` was coded at
-    (those of ``VAL_QUALITIES`` the model has)."""
+def psnr_gains(pf: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], val: Decoded) -> dict[int, float]:
+    """PSNR with the filter ``pf(decoded, quality)`` minus without (dB, mean over tiles), for each
+    quality ``val`` was coded at (those of ``VAL_QUALITIES`` the model has)."""
     gains = {}
     for q in sorted({int(v) for v in val.quality.tolist()}):
         pick = val.quality == q
         decoded, original = val.decoded[pick], val.original[pick]
-        filtered = pf(decoded, val.quality[pick]).clamp(0, 1)
+        filtered = pf(decoded, val.quality[pick]).clamp(0, 1).float()
         gains[q] = _psnr(filtered, original) - _psnr(decoded, original)
     return gains
 
